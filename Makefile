@@ -1,0 +1,56 @@
+# plantstream: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.9
+KAFKA := deploy/local/kafka.sh
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help install kafka-install up down status test test-unit lint bench demo logs clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.stamp: requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	@$(VENV)/bin/uv pip sync -q --python $(PY) requirements.lock
+	@$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
+	@touch $@
+
+install: $(VENV)/.stamp kafka-install ## install Python deps from the lock and the Kafka broker jars
+
+kafka-install:
+	@$(KAFKA) install
+
+lock: ## re-resolve requirements.lock from pyproject.toml
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11 --generate-hashes -q
+
+up: install ## start the broker, create topics, migrate ClickHouse, start the services
+	@$(KAFKA) start
+	@$(VENV)/bin/plantstream topics create
+	@$(VENV)/bin/plantstream db migrate
+
+down: ## stop services and the broker
+	-@$(VENV)/bin/plantstream services stop 2>/dev/null || true
+	@$(KAFKA) stop
+
+status: ## broker and service status
+	@$(KAFKA) status || true
+
+logs: ## follow the broker log
+	@$(KAFKA) logs -f
+
+lint: $(VENV)/.stamp ## ruff
+	$(VENV)/bin/ruff check .
+
+test: install ## run the whole test suite against a real broker and embedded ClickHouse
+	$(PY) -m pytest -q -ra
+
+test-unit: $(VENV)/.stamp ## only tests that need no broker
+	$(PY) -m pytest -q -m "not integration"
+
+clean: ## remove the venv and local data (broker data, embedded ClickHouse)
+	rm -rf $(VENV) .local

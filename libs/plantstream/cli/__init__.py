@@ -1,0 +1,1 @@
+"""The ``plantstream`` command line: one small module per command group."""

@@ -1,0 +1,109 @@
+"""Commands for the platform's infrastructure: topics, ClickHouse migrations, schemas, broker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import click
+
+from plantstream.cli.common import friendly_errors, print_table, settings
+from plantstream.settings import REPO_ROOT
+
+
+@click.group()
+def topics() -> None:
+    """Create and list the Kafka topics of the catalog."""
+
+
+@topics.command("create")
+@friendly_errors
+def topics_create() -> None:
+    """Create every catalog topic that is missing (idempotent)."""
+    from plantstream.kafka import check_broker, create_topics
+
+    s = settings()
+    check_broker(s)
+    for name, state in create_topics(s).items():
+        click.echo(f"{name:32s} {state}")
+
+
+@topics.command("list")
+@friendly_errors
+def topics_list() -> None:
+    """Show the catalog topics, their partitions, schema, key and retention."""
+    from plantstream.kafka import check_broker, describe_topics
+
+    s = settings()
+    check_broker(s)
+    print_table(describe_topics(s))
+
+
+@click.group()
+def db() -> None:
+    """ClickHouse: apply migrations, show what is applied."""
+
+
+@db.command("migrate")
+@click.option("--ttl-days", type=int, default=None, envvar="PLANTSTREAM_CLICKHOUSE_TTL_DAYS",
+              help="Retention of archived rows in days (default 3650).")
+@friendly_errors
+def db_migrate(ttl_days: int | None) -> None:
+    """Apply pending DDL migrations (idempotent)."""
+    from plantstream.db import connect, migrate
+
+    s = settings()
+    ran = migrate(connect(s.clickhouse_url), ttl_days=ttl_days)
+    click.echo(f"clickhouse {s.clickhouse_url}: " + (f"applied {', '.join(ran)}" if ran else "up to date"))
+
+
+@db.command("status")
+@friendly_errors
+def db_status() -> None:
+    """List applied and pending migrations."""
+    from plantstream.db import applied_versions, connect
+    from plantstream.db.migrate import available
+
+    done = applied_versions(connect(settings().clickhouse_url))
+    print_table([{"version": v, "name": n, "state": "applied" if v in done else "pending"}
+                 for v, n, _ in available()])
+
+
+@click.group()
+def schemas() -> None:
+    """The Avro contract under schemas/."""
+
+
+@schemas.command("list")
+@friendly_errors
+def schemas_list() -> None:
+    """Every schema version with its fingerprint."""
+    from plantstream.schemas import default_registry
+
+    reg = default_registry()
+    print_table([{"schema": v.name, "version": v.version, "fingerprint": f"{v.fingerprint:016x}"}
+                 for vs in reg.by_name.values() for v in vs])
+
+
+@schemas.command("check")
+@friendly_errors
+def schemas_check() -> None:
+    """Check that every version of every schema reads every other (exit 1 if not)."""
+    from plantstream.schemas import compatibility_problems, default_registry
+
+    problems = compatibility_problems(default_registry())
+    for p in problems:
+        click.secho(p, fg="red")
+    if problems:
+        sys.exit(1)
+    click.echo("all schema versions are backward and forward compatible")
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("action", type=click.Choice(["install", "start", "stop", "status", "logs", "version"]))
+@click.argument("args", nargs=-1)
+def broker(action: str, args: tuple[str, ...]) -> None:
+    """The project-local Kafka broker (KRaft): install, start, stop, status, logs, version."""
+    script = REPO_ROOT / "deploy" / "local" / "kafka.sh"
+    sys.exit(subprocess.call([str(script), action, *args], env=os.environ.copy()))

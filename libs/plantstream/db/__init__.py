@@ -1,0 +1,6 @@
+"""ClickHouse access through clickhouse-connect, embedded (chDB) or server, and migrations."""
+
+from plantstream.db.clickhouse import connect, embedded_path
+from plantstream.db.migrate import applied_versions, migrate
+
+__all__ = ["connect", "embedded_path", "migrate", "applied_versions"]

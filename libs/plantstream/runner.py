@@ -1,0 +1,245 @@
+"""The service loop, written once: consume a batch, let the service's logic turn it into
+output records, and commit.
+
+- :class:`Processor` (ingest, validation): output records and the input offsets are committed
+  in one Kafka transaction, so a crash at any moment neither loses nor duplicates output.
+- :class:`Sink` (archival): ``write(batch)`` stores the batch elsewhere; offsets are committed
+  only after it returns (the Quix Streams contract), so a crash re-delivers and the sink
+  must be idempotent.
+
+Both stop cleanly on SIGTERM/SIGINT: the current batch is finished and committed first.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from plantstream.kafka import Output, consumer_config, next_offsets, producer_config, transactional_id
+from plantstream.metrics import ServiceMetrics
+from plantstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Processor:
+    """Turns a batch of input messages into output records. Subclasses override
+    :meth:`process`; :meth:`committed` / :meth:`aborted` let them keep state (e.g. seen
+    batch ids) consistent with what Kafka actually committed."""
+
+    name = "processor"
+
+    def process(self, messages: Sequence[Message]) -> list[Output]:
+        raise NotImplementedError
+
+    def committed(self) -> None:
+        """The last batch's output and offsets are durable in Kafka."""
+
+    def aborted(self) -> None:
+        """The last batch was rolled back; it will be consumed again."""
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        """Partitions were added to this copy."""
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        """Partitions moved away from this copy."""
+
+
+class Sink:
+    """Stores a batch outside Kafka. ``write`` must be idempotent under redelivery."""
+
+    name = "sink"
+
+    def write(self, messages: Sequence[Message]) -> None:
+        raise NotImplementedError
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT; the loop finishes its batch, commits and leaves the group."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+
+    def install(self) -> StopFlag:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        log.info("stopping on signal", extra={"signal": signal.Signals(signum).name})
+        self.stopping = True
+
+
+def _check(msgs: list[Message]) -> list[Message]:
+    good = []
+    for m in msgs:
+        err = m.error()
+        if err is None:
+            good.append(m)
+        elif err.code() == KafkaError._PARTITION_EOF:
+            continue
+        elif err.fatal():
+            raise KafkaException(err)
+        else:
+            log.warning("consumer error", extra={"error": err.str()})
+    return good
+
+
+def _rewind(consumer: Consumer, msgs: Sequence[Message]) -> None:
+    first: dict[tuple[str, int], int] = {}
+    for m in msgs:
+        k = (m.topic(), m.partition())
+        first[k] = min(first.get(k, m.offset()), m.offset())
+    for (topic, partition), offset in first.items():
+        try:
+            consumer.seek(TopicPartition(topic, partition, offset))
+        except KafkaException as exc:  # partition no longer ours: its new owner re-reads it
+            log.info("rewind skipped", extra={"topic": topic, "partition": partition, "error": str(exc)})
+
+
+def run_processor(
+    processor: Processor,
+    settings: Settings,
+    topics: list[str],
+    group: str,
+    *,
+    batch_size: int = 500,
+    poll_timeout: float = 0.5,
+    stop: StopFlag | None = None,
+    metrics: ServiceMetrics | None = None,
+    idle_exit_after: float | None = None,
+) -> None:
+    """Consume ``topics`` in consumer group ``group`` and run ``processor`` exactly once per
+    message. ``idle_exit_after`` (seconds without input) is for tests and batch jobs."""
+    stop = stop or StopFlag().install()
+    metrics = metrics or ServiceMetrics(processor.name)
+    consumer = Consumer(consumer_config(settings, group))
+    producer = Producer(producer_config(
+        settings, **{"transactional.id": transactional_id(settings, processor.name),
+                     "transaction.timeout.ms": 10_000}))
+    producer.init_transactions(30)
+    consumer.subscribe(
+        topics,
+        on_assign=lambda _c, parts: _on_assign(processor, parts),
+        on_revoke=lambda _c, parts: _on_revoke(processor, parts),
+    )
+    last_input = time.monotonic()
+    try:
+        while not stop.stopping:
+            msgs = _check(consumer.consume(batch_size, poll_timeout))
+            if not msgs:
+                if idle_exit_after is not None and time.monotonic() - last_input > idle_exit_after:
+                    break
+                continue
+            last_input = time.monotonic()
+            started = time.perf_counter()
+            outputs = processor.process(msgs)
+            _commit_transaction(producer, consumer, processor, msgs, outputs)
+            metrics.batch(len(msgs), outputs, time.perf_counter() - started)
+    finally:
+        consumer.close()
+        producer.flush(5)
+        log.info("stopped", extra={"service": processor.name})
+
+
+def _commit_transaction(
+    producer: Producer,
+    consumer: Consumer,
+    processor: Processor,
+    msgs: list[Message],
+    outputs: list[Output],
+) -> None:
+    for attempt in range(1, 6):
+        try:
+            producer.begin_transaction()
+            for out in outputs:
+                while True:
+                    try:
+                        producer.produce(out.topic, out.value, out.key, headers=out.headers)
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+            producer.send_offsets_to_transaction(
+                next_offsets(msgs), consumer.consumer_group_metadata(), 30)
+            producer.commit_transaction(60)
+            processor.committed()
+            return
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.fatal():
+                raise
+            log.warning("transaction failed, retrying", extra={"attempt": attempt, "error": err.str()})
+            try:
+                producer.abort_transaction(30)
+            except KafkaException as abort_exc:
+                if abort_exc.args[0].fatal():
+                    raise
+            time.sleep(min(0.2 * 2**attempt, 5))
+    processor.aborted()
+    _rewind(consumer, msgs)
+
+
+def _on_assign(processor: Processor, parts: list[TopicPartition]) -> None:
+    log.info("partitions assigned", extra={"partitions": [f"{p.topic}[{p.partition}]" for p in parts]})
+    processor.assigned(parts)
+
+
+def _on_revoke(processor: Processor, parts: list[TopicPartition]) -> None:
+    log.info("partitions revoked", extra={"partitions": [f"{p.topic}[{p.partition}]" for p in parts]})
+    processor.revoked(parts)
+
+
+def run_sink(
+    sink: Sink,
+    settings: Settings,
+    topics: list[str],
+    group: str,
+    *,
+    batch_size: int = 5000,
+    max_wait: float = 1.0,
+    poll_timeout: float = 0.2,
+    stop: StopFlag | None = None,
+    metrics: ServiceMetrics | None = None,
+    idle_exit_after: float | None = None,
+) -> None:
+    """Consume ``topics`` and hand batches to ``sink.write``; commit only after it returns.
+
+    A batch is written when it holds ``batch_size`` messages or its oldest message has
+    waited ``max_wait`` seconds, whichever comes first (size and time thresholds).
+    """
+    stop = stop or StopFlag().install()
+    metrics = metrics or ServiceMetrics(sink.name)
+    consumer = Consumer(consumer_config(settings, group))
+    consumer.subscribe(topics)
+    pending: list[Message] = []
+    first_at = last_input = time.monotonic()
+
+    def flush() -> None:
+        started = time.perf_counter()
+        sink.write(pending)
+        consumer.commit(offsets=next_offsets(pending), asynchronous=False)
+        metrics.batch(len(pending), [], time.perf_counter() - started)
+        pending.clear()
+
+    try:
+        while not stop.stopping:
+            msgs = _check(consumer.consume(batch_size - len(pending), poll_timeout))
+            now = time.monotonic()
+            if msgs:
+                if not pending:
+                    first_at = now
+                pending.extend(msgs)
+                last_input = now
+            if pending and (len(pending) >= batch_size or now - first_at >= max_wait):
+                flush()
+            elif not msgs and idle_exit_after is not None and now - last_input > idle_exit_after:
+                break
+        if pending:
+            flush()
+    finally:
+        consumer.close()

@@ -1,0 +1,102 @@
+"""Settings come only from environment variables (twelve-factor), each with a default that
+runs the local pipeline on embedded ClickHouse and the project-local broker."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from plantstream.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number; unset it or fix it") from None
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; unset it or fix it") from None
+
+
+def _str(name: str, default: str) -> str:
+    raw = os.environ.get(name)
+    return default if raw is None or raw == "" else raw
+
+
+# name, default, meaning: the README's configuration table is generated from this list.
+DOCUMENTED: list[tuple[str, str, str]] = [
+    ("PLANTSTREAM_HOME", "./.local", "Folder for local state: broker data, embedded ClickHouse, logs, pid files."),
+    ("PLANTSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:$PLANTSTREAM_KAFKA_PORT", "Kafka bootstrap servers (host:port,...)."),
+    ("PLANTSTREAM_KAFKA_PORT", "9092", "Port of the project-local broker (`make up`)."),
+    ("PLANTSTREAM_CLICKHOUSE_URL", "chdb://$PLANTSTREAM_HOME/clickhouse", "ClickHouse DSN: `chdb:///dir` (embedded) or `http://user:pass@host:8123/db` (server)."),
+    ("PLANTSTREAM_TOPIC_PREFIX", "(empty)", "Prefix for every topic name, e.g. `acme.` to keep deployments apart on one cluster."),
+    ("PLANTSTREAM_PARTITIONS", "4", "Partitions of the keyed pipeline topics (the most copies of a service that can share work)."),
+    ("PLANTSTREAM_REPLICATION", "1", "Replication factor for created topics (3 on a production cluster)."),
+    ("PLANTSTREAM_RETENTION_HOURS", "168", "Retention of the pipeline topics in hours."),
+    ("PLANTSTREAM_MAX_BATCH_READINGS", "5000", "Most readings accepted in one gateway batch; larger batches are dead-lettered."),
+    ("PLANTSTREAM_MAX_MESSAGE_BYTES", "1048576", "Largest gateway message accepted; larger ones are dead-lettered."),
+    ("PLANTSTREAM_LOG_LEVEL", "INFO", "Log level."),
+    ("PLANTSTREAM_LOG_FORMAT", "json", "`json` (one object a line) or `text`."),
+    ("PLANTSTREAM_INSTANCE", "$HOSTNAME-$PID", "Name of this service copy in logs, metrics and transactional ids."),
+    ("PLANTSTREAM_METRICS_PORT", "0", "Port of the Prometheus metrics endpoint (0: off)."),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "(unset)", "Send traces and metrics over OTLP/HTTP here; unset: spans go to `$PLANTSTREAM_HOME/traces/*.jsonl`."),
+]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of the environment, read once at start-up."""
+
+    home: Path
+    kafka_bootstrap: str
+    clickhouse_url: str
+    topic_prefix: str = ""
+    partitions: int = 4
+    replication: int = 1
+    retention_hours: int = 168
+    max_batch_readings: int = 5000
+    max_message_bytes: int = 1_048_576
+    log_level: str = "INFO"
+    log_format: str = "json"
+    instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    metrics_port: int = 0
+    otlp_endpoint: str | None = None
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = Path(_str("PLANTSTREAM_HOME", str(Path.cwd() / ".local"))).resolve()
+        port = _int("PLANTSTREAM_KAFKA_PORT", 9092)
+        partitions = _int("PLANTSTREAM_PARTITIONS", 4)
+        if partitions < 1:
+            raise ConfigError("PLANTSTREAM_PARTITIONS must be at least 1")
+        return cls(
+            home=home,
+            kafka_bootstrap=_str("PLANTSTREAM_KAFKA_BOOTSTRAP", f"127.0.0.1:{port}"),
+            clickhouse_url=_str("PLANTSTREAM_CLICKHOUSE_URL", f"chdb://{home / 'clickhouse'}"),
+            topic_prefix=_str("PLANTSTREAM_TOPIC_PREFIX", ""),
+            partitions=partitions,
+            replication=_int("PLANTSTREAM_REPLICATION", 1),
+            retention_hours=_int("PLANTSTREAM_RETENTION_HOURS", 168),
+            max_batch_readings=_int("PLANTSTREAM_MAX_BATCH_READINGS", 5000),
+            max_message_bytes=_int("PLANTSTREAM_MAX_MESSAGE_BYTES", 1_048_576),
+            log_level=_str("PLANTSTREAM_LOG_LEVEL", "INFO").upper(),
+            log_format=_str("PLANTSTREAM_LOG_FORMAT", "json"),
+            instance=_str("PLANTSTREAM_INSTANCE", f"{socket.gethostname()}-{os.getpid()}"),
+            metrics_port=_int("PLANTSTREAM_METRICS_PORT", 0),
+            otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+        )

@@ -1,0 +1,20 @@
+"""Online anomaly detectors sharing one interface (:class:`Detector`).
+
+Each detector learns from and scores one reading dict ``{sensor: value}`` at a time.
+"""
+
+from anomaly.detectors.base import Detector
+from anomaly.detectors.ewzscore import EWZScore
+from anomaly.detectors.forecast import EWResidual
+from anomaly.detectors.hst import HSTDetector
+from anomaly.detectors.mahalanobis import Mahalanobis
+from anomaly.detectors.threshold import AdaptiveThreshold
+
+__all__ = [
+    "AdaptiveThreshold",
+    "Detector",
+    "EWResidual",
+    "EWZScore",
+    "HSTDetector",
+    "Mahalanobis",
+]

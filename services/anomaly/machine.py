@@ -1,0 +1,276 @@
+"""Per-machine online anomaly detection: the object the service and the benchmark share.
+
+Pipeline per reading row (one timestamp, several sensors of one machine):
+
+1. EW smoothing of each sensor (``smoothing``): machine faults are sustained episodes, and
+   averaging a few seconds of readings lifts a small level shift out of the sensor noise.
+2. Warm-up (first ``warmup`` rows): detectors learn from the smoothed rows; nothing alarms.
+   At the end of warm-up each detector's scores on the warm-up rows are re-computed with the
+   final model and their ``calibration_q`` quantile becomes that detector's unit, so scores of
+   different detectors can be combined (max of weighted, calibrated scores) and the
+   threshold is calibrated on the machine's own normal data.
+3. After warm-up: score, threshold with hysteresis, optionally keep learning (policy
+   ``learn_after_warmup``): ``"never"`` (default; nothing can absorb a long fault),
+   ``"normal"`` (only rows judged normal) or ``"always"``.
+
+Snapshots: a ``MachineDetector`` is plain Python/numpy state, so ``pickle.dumps`` is the
+snapshot, and scoring resumes identically after ``pickle.loads``.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from anomaly.detectors.base import Detector
+from anomaly.detectors.ewzscore import EWZScore
+from anomaly.detectors.threshold import AdaptiveThreshold
+
+_LEARN_POLICIES = ("never", "normal", "always")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Outcome of one row.
+
+    ``score`` and ``threshold`` are in units of the warm-up ``calibration_q`` quantile of the
+    machine's own scores; ``is_anomaly`` is the state after hysteresis; ``state_changed`` is
+    True on the row where that state flipped (open/close an anomaly episode);
+    ``contributions`` maps sensor -> share of the score (sums to 1; filled when anomalous
+    unless the detector was built with ``contributions="always"``).
+    """
+
+    ts_micros: int
+    score: float
+    threshold: float
+    is_anomaly: bool
+    state_changed: bool
+    warming_up: bool
+    contributions: dict[str, float] = field(default_factory=dict)
+    missing: tuple[str, ...] = ()
+    model: str = ""
+    model_version: str = ""
+
+
+class MachineDetector:
+    """Online anomaly detector for one machine (per-sensor + multivariate, thresholded).
+
+    Parameters
+    ----------
+    sensors
+        Sensor ids to use; ``None`` takes the keys of the first row. Unknown keys are ignored.
+    warmup
+        Rows used only for learning and calibration before any verdict can be anomalous.
+    settle
+        The first ``settle`` warm-up rows only prime the smoother (not learned).
+    smoothing
+        EW weight of the newest reading in the per-sensor smoother (1.0 = no smoothing).
+    univariate, multivariate
+        Detector templates (cloned). ``univariate=None`` means the default
+        ``EWZScore(rel_tol=0.005)``; ``multivariate=None`` means no multivariate detector.
+    multivariate_weight
+        Weight of the calibrated multivariate score in the max-combination.
+    threshold
+        :class:`AdaptiveThreshold` template (cloned).
+    calibration_q
+        Quantile of warm-up scores that defines each detector's score unit.
+    learn_after_warmup
+        ``"never"``, ``"normal"`` or ``"always"`` (see module docstring).
+    contributions
+        ``"anomalous"`` (compute only for anomalous rows: cheaper) or ``"always"``.
+
+    >>> md = MachineDetector(warmup=60, settle=10)
+    >>> rows = [(i * 1_000_000, {"p": 1.0 + 0.01 * (i % 3), "t": 20.0}) for i in range(100)]
+    >>> rows += [(i * 1_000_000, {"p": 5.0, "t": 20.0}) for i in range(100, 120)]
+    >>> verdicts = md.process_many(rows)
+    >>> any(v.is_anomaly for v in verdicts[:100]), verdicts[-1].is_anomaly
+    (False, True)
+    >>> max(verdicts[-1].contributions, key=verdicts[-1].contributions.get)
+    'p'
+    """
+
+    def __init__(
+        self,
+        sensors: Sequence[str] | None = None,
+        warmup: int = 400,
+        settle: int = 50,
+        smoothing: float = 0.2,
+        univariate: Detector | None = None,
+        multivariate: Detector | None = None,
+        multivariate_weight: float = 1.0,
+        threshold: AdaptiveThreshold | None = None,
+        calibration_q: float = 0.99,
+        learn_after_warmup: str = "never",
+        contributions: str = "anomalous",
+        model_name: str | None = None,
+        model_version: str = "1",
+    ) -> None:
+        if learn_after_warmup not in _LEARN_POLICIES:
+            raise ValueError(f"learn_after_warmup must be one of {_LEARN_POLICIES}")
+        if not 0.0 < smoothing <= 1.0:
+            raise ValueError("smoothing must be in (0, 1]")
+        if settle >= warmup:
+            raise ValueError("settle must be smaller than warmup")
+        self.sensors = list(sensors) if sensors is not None else None
+        self._keys: list[str] | None = list(sensors) if sensors is not None else None
+        self.warmup = warmup
+        self.settle = settle
+        self.smoothing = smoothing
+        self.univariate = (
+            univariate.clone() if univariate is not None else EWZScore(rel_tol=0.005)
+        )
+        self.multivariate = multivariate.clone() if multivariate is not None else None
+        self.multivariate_weight = multivariate_weight
+        self.threshold = (threshold or AdaptiveThreshold(q=0.99, factor=2.5)).clone()
+        self.calibration_q = calibration_q
+        self.learn_after_warmup = learn_after_warmup
+        self.contributions = contributions
+        parts = [type(d).__name__.lower() for d in (self.univariate, self.multivariate) if d]
+        self.model_name = model_name or "+".join(parts)
+        self.model_version = model_version
+        self.n_rows = 0
+        self._smoothed: dict[str, float] = {}
+        self._buffer: list[dict[str, float]] | None = []
+        self._scale_u = 1.0
+        self._scale_m = 1.0
+
+    # ----------------------------------------------------------------------------------------
+    def _smooth(self, x: Mapping[str, float]) -> tuple[dict[str, float], tuple[str, ...]]:
+        if self._keys is None:
+            self._keys = sorted(x)
+        a = self.smoothing
+        sm = self._smoothed
+        missing: list[str] = []
+        for k in self._keys:
+            v = x.get(k)
+            if v is None or not math.isfinite(v):
+                missing.append(k)
+                continue
+            prev = sm.get(k)
+            sm[k] = v if prev is None else prev + a * (v - prev)
+        return sm, tuple(missing)
+
+    def _raw_scores(self, s: dict[str, float]) -> tuple[float, float]:
+        su = self.univariate.score_one(s) if self.univariate is not None else 0.0
+        sm = self.multivariate.score_one(s) if self.multivariate is not None else 0.0
+        return su, sm
+
+    def _combine(self, su: float, sm: float) -> float:
+        cu = su / self._scale_u
+        if self.multivariate is None:
+            return cu
+        return max(cu, self.multivariate_weight * sm / self._scale_m)
+
+    def _learn(self, s: dict[str, float]) -> None:
+        if self.univariate is not None:
+            self.univariate.learn_one(s)
+        if self.multivariate is not None:
+            self.multivariate.learn_one(s)
+
+    def _calibrate(self) -> None:
+        """End of warm-up: set score units and threshold from the buffered warm-up rows."""
+        rows = self._buffer or []
+        self._buffer = None
+        if not rows:
+            return
+        raw = [self._raw_scores(r) for r in rows]
+        self._scale_u = _quantile(sorted(r[0] for r in raw), self.calibration_q) or 1.0
+        self._scale_m = _quantile(sorted(r[1] for r in raw), self.calibration_q) or 1.0
+        for su, sm in raw:
+            self.threshold.learn(self._combine(su, sm))
+
+    def _contrib(self, s: dict[str, float]) -> dict[str, float]:
+        c: dict[str, float] = {}
+        if self.univariate is not None:
+            for k, v in self.univariate.contributions_one(s).items():
+                c[k] = v / self._scale_u
+        if self.multivariate is not None:
+            w = self.multivariate_weight / self._scale_m
+            for k, v in self.multivariate.contributions_one(s).items():
+                c[k] = max(c.get(k, 0.0), w * v)
+        total = math.fsum(v for v in c.values() if v > 0)
+        if total <= 0:
+            return {k: 0.0 for k in c}
+        return {k: max(v, 0.0) / total for k, v in c.items()}
+
+    # ----------------------------------------------------------------------------------------
+    def process_one(self, ts_micros: int, x: Mapping[str, float]) -> Verdict:
+        """Learn from and score one row; return the verdict after thresholding."""
+        s, missing = self._smooth(x)
+        i = self.n_rows
+        self.n_rows = i + 1
+        if i < self.warmup:
+            su, sm = self._raw_scores(s)
+            score = self._combine(su, sm)
+            if i >= self.settle and s:
+                self._learn(s)
+                assert self._buffer is not None
+                self._buffer.append(dict(s))
+            if self.n_rows == self.warmup:
+                self._calibrate()
+            return Verdict(
+                ts_micros, score, math.inf, False, False, True, {}, missing,
+                self.model_name, self.model_version,
+            )
+        if self._buffer is not None:  # warm-up never completed (e.g. warmup changed)
+            self._calibrate()
+        su, sm = self._raw_scores(s)
+        score = self._combine(su, sm)
+        th = self.threshold
+        thr = th.threshold
+        on, changed = th.step(score)
+        policy = self.learn_after_warmup
+        if policy == "always" or (policy == "normal" and not on and score <= thr):
+            self._learn(s)
+            th.learn(score)
+        contrib = self._contrib(s) if (on or changed or self.contributions == "always") else {}
+        return Verdict(
+            ts_micros, score, thr, on, changed, False, contrib, missing,
+            self.model_name, self.model_version,
+        )
+
+    def process_many(self, rows: Iterable[tuple[int, Mapping[str, float]]]) -> list[Verdict]:
+        """Batch variant of :meth:`process_one` (same results, less call overhead)."""
+        step = self.process_one
+        return [step(ts, x) for ts, x in rows]
+
+    # ----------------------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """Snapshot (pickle). Restore with :meth:`from_bytes` and scoring resumes identically."""
+        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> MachineDetector:
+        """Rebuild from :meth:`to_bytes` output (trusted source only: pickle)."""
+        obj = pickle.loads(data)
+        if not isinstance(obj, cls):
+            raise TypeError(f"snapshot holds {type(obj).__name__}, not {cls.__name__}")
+        return obj
+
+    def memory_bytes(self) -> int:
+        """Size of the snapshot, the figure to budget per machine."""
+        return len(self.to_bytes())
+
+    def clone(self) -> MachineDetector:
+        """Fresh detector with the same configuration (no learned state)."""
+        return MachineDetector(
+            sensors=None if self.sensors is None else list(self.sensors),
+            warmup=self.warmup, settle=self.settle, smoothing=self.smoothing,
+            univariate=self.univariate, multivariate=self.multivariate,
+            multivariate_weight=self.multivariate_weight, threshold=self.threshold,
+            calibration_q=self.calibration_q, learn_after_warmup=self.learn_after_warmup,
+            contributions=self.contributions, model_name=self.model_name,
+            model_version=self.model_version,
+        )
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    """Linear-interpolated quantile of an already sorted list (numpy's default method)."""
+    if not sorted_values:
+        return 0.0
+    pos = q * (len(sorted_values) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)

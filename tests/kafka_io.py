@@ -1,0 +1,65 @@
+"""Test helpers that produce to and read from the real broker, failing fast (never hanging)
+when the broker is gone."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from plantstream.kafka import Output, ReliableProducer, consumer_config
+from plantstream.settings import Settings
+
+
+def produce_all(settings: Settings, outputs: list[Output]) -> int:
+    producer = ReliableProducer(settings)
+    for out in outputs:
+        producer.produce(out)
+    return producer.flush(30)
+
+
+def read_topic(
+    settings: Settings,
+    topic: str,
+    *,
+    until: Callable[[list[Message]], bool] | None = None,
+    timeout: float = 30.0,
+    idle: float = 3.0,
+    alive: Callable[[], None] | None = None,
+) -> list[Message]:
+    """All committed messages of ``topic`` from the beginning: until ``until(msgs)`` is true, or
+    (without ``until``) until nothing new came for ``idle`` seconds. ``alive`` is called each
+    poll and should raise if the broker died."""
+    consumer = Consumer(consumer_config(settings, f"test-reader-{uuid.uuid4().hex}"))
+    consumer.subscribe([topic])
+    msgs: list[Message] = []
+    deadline = time.monotonic() + timeout
+    last_new = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            if alive:
+                alive()
+            batch = [m for m in consumer.consume(1000, 0.5) if m.error() is None]
+            if batch:
+                msgs.extend(batch)
+                last_new = time.monotonic()
+            if until is not None and until(msgs):
+                return msgs
+            if until is None and consumer.assignment() and time.monotonic() - last_new > idle:
+                return msgs
+        if until is not None:
+            raise AssertionError(f"timed out after {timeout}s reading {topic}: got {len(msgs)} messages")
+        return msgs
+    finally:
+        consumer.close()
+
+
+def end_offsets(settings: Settings, topic: str, partitions: int) -> list[int]:
+    consumer = Consumer(consumer_config(settings, f"test-offsets-{uuid.uuid4().hex}"))
+    try:
+        return [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in range(partitions)]
+    finally:
+        consumer.close()
