@@ -26,9 +26,14 @@ from dataclasses import dataclass, field
 
 from anomaly.detectors.base import Detector
 from anomaly.detectors.ewzscore import EWZScore
+from anomaly.detectors.mahalanobis import Mahalanobis
 from anomaly.detectors.threshold import AdaptiveThreshold
 
 _LEARN_POLICIES = ("never", "normal", "always")
+# Templates (always cloned, never mutated). Chosen on SKAB, see anomaly.skab and the README.
+DEFAULT_UNIVARIATE = EWZScore(rel_tol=0.005, combine="max")
+DEFAULT_MULTIVARIATE = Mahalanobis(n_components=3, rel_tol=0.005)
+DEFAULT_THRESHOLD = AdaptiveThreshold(q=0.99, factor=2.5, k_on=5, n_on=5, m_off=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +73,9 @@ class MachineDetector:
     smoothing
         EW weight of the newest reading in the per-sensor smoother (1.0 = no smoothing).
     univariate, multivariate
-        Detector templates (cloned). ``univariate=None`` means the default
-        ``EWZScore(rel_tol=0.005)``; ``multivariate=None`` means no multivariate detector.
+        Detector templates (cloned; either may be ``None``, not both). Defaults:
+        ``EWZScore(rel_tol=0.005)`` per sensor and ``Mahalanobis(n_components=3,
+        rel_tol=0.005)`` (T-squared + Q) across sensors.
     multivariate_weight
         Weight of the calibrated multivariate score in the max-combination.
     threshold
@@ -97,10 +103,10 @@ class MachineDetector:
         warmup: int = 400,
         settle: int = 50,
         smoothing: float = 0.2,
-        univariate: Detector | None = None,
-        multivariate: Detector | None = None,
-        multivariate_weight: float = 1.0,
-        threshold: AdaptiveThreshold | None = None,
+        univariate: Detector | None = DEFAULT_UNIVARIATE,
+        multivariate: Detector | None = DEFAULT_MULTIVARIATE,
+        multivariate_weight: float = 0.5,
+        threshold: AdaptiveThreshold = DEFAULT_THRESHOLD,
         calibration_q: float = 0.99,
         learn_after_warmup: str = "never",
         contributions: str = "anomalous",
@@ -118,12 +124,12 @@ class MachineDetector:
         self.warmup = warmup
         self.settle = settle
         self.smoothing = smoothing
-        self.univariate = (
-            univariate.clone() if univariate is not None else EWZScore(rel_tol=0.005)
-        )
+        if univariate is None and multivariate is None:
+            raise ValueError("need at least one detector")
+        self.univariate = univariate.clone() if univariate is not None else None
         self.multivariate = multivariate.clone() if multivariate is not None else None
         self.multivariate_weight = multivariate_weight
-        self.threshold = (threshold or AdaptiveThreshold(q=0.99, factor=2.5)).clone()
+        self.threshold = threshold.clone()
         self.calibration_q = calibration_q
         self.learn_after_warmup = learn_after_warmup
         self.contributions = contributions
@@ -158,7 +164,7 @@ class MachineDetector:
         return su, sm
 
     def _combine(self, su: float, sm: float) -> float:
-        cu = su / self._scale_u
+        cu = su / self._scale_u if self.univariate is not None else 0.0
         if self.multivariate is None:
             return cu
         return max(cu, self.multivariate_weight * sm / self._scale_m)

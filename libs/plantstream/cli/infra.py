@@ -107,3 +107,4 @@ def broker(action: str, args: tuple[str, ...]) -> None:
     """The project-local Kafka broker (KRaft): install, start, stop, status, logs, version."""
     script = REPO_ROOT / "deploy" / "local" / "kafka.sh"
     sys.exit(subprocess.call([str(script), action, *args], env=os.environ.copy()))
+commands = [broker, topics, db, schemas]

@@ -1,12 +1,28 @@
-"""Entry point of the ``plantstream`` command. Subcommands live in small modules and import
-their heavy dependencies lazily, so ``--help`` is instant."""
+"""Entry point of the ``plantstream`` command.
+
+Each command group lives in its own small module under ``plantstream.cli`` and exposes a
+``commands`` list; heavy imports happen inside the commands, so ``--help`` is instant.
+"""
 
 from __future__ import annotations
+
+import importlib
 
 import click
 
 from plantstream import __version__
-from plantstream.cli.infra import broker, db, schemas, topics
+
+# Order is the order of `plantstream --help`.
+COMMAND_MODULES = [
+    "plantstream.cli.infra",     # broker, topics, db, schemas
+    "plantstream.cli.services",  # run, services start|stop|status
+    "plantstream.cli.gateway",   # gateway simulate|replay|send
+    "plantstream.cli.assets",    # assets apply|list
+    "plantstream.cli.alerts",    # alerts list|show|ack|resolve|silence
+    "plantstream.cli.analyst",   # sql, report
+    "plantstream.cli.bench",     # bench ...
+    "plantstream.cli.status",    # status
+]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,8 +34,15 @@ def cli() -> None:
     """
 
 
-for command in (topics, db, schemas, broker):
-    cli.add_command(command)
+for _name in COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != _name:  # a real missing dependency, not a module still to be written
+            raise
+        continue
+    for _command in _module.commands:
+        cli.add_command(_command)
 
 
 def main() -> None:

@@ -114,10 +114,21 @@ class Mahalanobis(Detector):
         return t2_parts / 2.0, q_parts / 2.0
 
     def score_one(self, x: dict[str, float]) -> float:
-        parts = self._parts(x)
-        if parts is None:
+        # Same value as the sum of _parts, with fewer array operations (hot path).
+        if self._n < 2:
             return 0.0
-        return max(float(parts[0].sum() + parts[1].sum()), 0.0)
+        std, a, pcs, theta = self._model()
+        z = (self._vector(x) - self._mean) / std
+        t = a.T @ z
+        if pcs is None:
+            return max(float(z @ t) / len(z), 0.0)
+        k = pcs.shape[1]
+        t2 = float(t @ t) / k
+        if k >= len(z):
+            return t2 / 2.0
+        proj = pcs.T @ z
+        q = max(float(z @ z - proj @ proj), 0.0) / theta
+        return (t2 + q) / 2.0
 
     def contributions_one(self, x: dict[str, float]) -> dict[str, float]:
         parts = self._parts(x)
