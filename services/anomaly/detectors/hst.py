@@ -2,8 +2,9 @@
 
 Why: HST is River's stock streaming detector, robust to multi-modal normal behaviour and
 memory-bounded, but it assumes features in [0, 1]. Sensors are in engineering units, so we
-scale with the running min/max seen while learning and clip readings outside it to the edge
-(an unseen extreme then lands in a rarely visited cell, which is what makes it anomalous).
+map the running min/max seen while learning onto [margin, 1 - margin] and clip to [0, 1]:
+an unseen extreme then lands in the empty border cells, which is what makes it anomalous
+(plain min-max scaling would put it in the same edge cell as the training extremes).
 """
 
 from __future__ import annotations
@@ -24,9 +25,17 @@ class HSTDetector(Detector):
     """
 
     def __init__(
-        self, n_trees: int = 10, height: int = 8, window_size: int = 250, seed: int = 42
+        self,
+        n_trees: int = 10,
+        height: int = 8,
+        window_size: int = 250,
+        margin: float = 0.25,
+        seed: int = 42,
     ) -> None:
+        if not 0.0 <= margin < 0.5:
+            raise ValueError("margin must be in [0, 0.5)")
         self.n_trees = n_trees
+        self.margin = margin
         self.height = height
         self.window_size = window_size
         self.seed = seed
@@ -46,7 +55,8 @@ class HSTDetector(Detector):
             if span <= 0.0:
                 out[k] = 0.5 if v == lo else (1.0 if v > lo else 0.0)
             else:
-                out[k] = min(1.0, max(0.0, (v - lo) / span))
+                m = self.margin
+                out[k] = min(1.0, max(0.0, m + (1.0 - 2.0 * m) * (v - lo) / span))
         return out
 
     def learn_one(self, x: dict[str, float]) -> None:
