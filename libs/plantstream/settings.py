@@ -54,6 +54,11 @@ DOCUMENTED: list[tuple[str, str, str]] = [
     ("PLANTSTREAM_LOG_FORMAT", "json", "`json` (one object a line) or `text`."),
     ("PLANTSTREAM_INSTANCE", "$HOSTNAME-$PID", "Name of this service copy in logs, metrics and transactional ids."),
     ("PLANTSTREAM_METRICS_PORT", "0", "Port of the Prometheus metrics endpoint (0: off)."),
+    ("PLANTSTREAM_ANOMALY_WARMUP", "400", "Rows (one timestamp of a machine) the anomaly detector learns from before it may alarm."),
+    ("PLANTSTREAM_ANOMALY_LEARN", "normal", "Keep learning after warm-up: `never`, `normal` (rows judged normal) or `always`."),
+    ("PLANTSTREAM_ANOMALY_UPDATE_SECONDS", "60", "While an anomaly lasts, re-emit its event every this many seconds of sample time."),
+    ("PLANTSTREAM_ANOMALY_SNAPSHOT_ROWS", "2000", "Snapshot a machine's detector to its changelog after this many rows ..."),
+    ("PLANTSTREAM_ANOMALY_SNAPSHOT_SECONDS", "30", "... or after this many seconds, whichever comes first."),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "(unset)", "Send traces and metrics over OTLP/HTTP here; unset: spans go to `$PLANTSTREAM_HOME/traces/*.jsonl`."),
 ]
 
@@ -76,6 +81,11 @@ class Settings:
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     metrics_port: int = 0
     otlp_endpoint: str | None = None
+    anomaly_warmup: int = 400
+    anomaly_learn: str = "normal"
+    anomaly_update_seconds: float = 60.0
+    anomaly_snapshot_rows: int = 2000
+    anomaly_snapshot_seconds: float = 30.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -99,4 +109,9 @@ class Settings:
             instance=_str("PLANTSTREAM_INSTANCE", f"{socket.gethostname()}-{os.getpid()}"),
             metrics_port=_int("PLANTSTREAM_METRICS_PORT", 0),
             otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+            anomaly_warmup=_int("PLANTSTREAM_ANOMALY_WARMUP", 400),
+            anomaly_learn=_str("PLANTSTREAM_ANOMALY_LEARN", "normal"),
+            anomaly_update_seconds=_float("PLANTSTREAM_ANOMALY_UPDATE_SECONDS", 60.0),
+            anomaly_snapshot_rows=_int("PLANTSTREAM_ANOMALY_SNAPSHOT_ROWS", 2000),
+            anomaly_snapshot_seconds=_float("PLANTSTREAM_ANOMALY_SNAPSHOT_SECONDS", 30.0),
         )

@@ -10,12 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from brokers import Broker, new_broker
-from kafka_io import read_topic
 
 from plantstream.kafka import create_topics
 from plantstream.settings import Settings
 from plantstream.topics import GATEWAY_READINGS
+
+from brokers import Broker, new_broker
+from kafka_io import read_topic
 
 
 @pytest.fixture

@@ -34,7 +34,8 @@ def test_rows_round_trip_and_repeated_batch_is_dropped(client) -> None:
     token = {"insert_deduplication_token": "readings.valid:0:5-5"}
     client.insert("readings", rows, column_names=cols, settings=token)
     client.insert("readings", rows, column_names=cols, settings=token)  # redelivery
-    count, total = client.query("SELECT count(), sum(value) FROM readings WHERE machine = 'm1'").result_rows[0]
+    query = "SELECT count(), sum(value) FROM readings WHERE machine = 'm1'"
+    count, total = client.query(query).result_rows[0]
     assert count == 100
     assert total == pytest.approx(sum(20.0 + i for i in range(100)))
 

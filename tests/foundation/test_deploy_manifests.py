@@ -17,7 +17,7 @@ KNOWN = {name for name, _, _ in DOCUMENTED}
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_one_folder_one_manifest_one_name(service: str) -> None:
-    assert (REPO / "services" / service / "__main__.py").is_file() or not (REPO / "services" / service).exists()
+    assert (REPO / "services" / service / "__main__.py").is_file()
     doc = yaml.safe_load((REPO / "deploy" / "k8s" / f"{service}.yaml").read_text())
     assert doc["metadata"]["name"] == service
     container = doc["spec"]["template"]["spec"]["containers"][0]

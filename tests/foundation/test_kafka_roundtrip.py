@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import threading
 
-from brokers import Broker
-from kafka_io import produce_all, read_topic
-
 from plantstream.avro import AvroCodec
 from plantstream.kafka import Output, describe_topics
 from plantstream.runner import Processor, StopFlag, run_processor
 from plantstream.settings import Settings
 from plantstream.topics import ALERT_COMMANDS, ASSETS, CATALOG, GATEWAY_READINGS, machine_key
+
+from brokers import Broker
+from kafka_io import produce_all, read_topic
 
 
 def batch(machine: str, i: int, n: int = 100) -> dict:

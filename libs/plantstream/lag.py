@@ -1,0 +1,89 @@
+"""Consumer lag and throughput per service, read from Kafka itself (committed offsets of each
+service's consumer group against the topics' end offsets), so it works for any copy count
+and needs nothing from the services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+
+from plantstream.kafka import admin_client
+from plantstream.settings import Settings
+from plantstream.topics import (
+    ALERT_COMMANDS,
+    ANOMALIES,
+    GATEWAY_READINGS,
+    READINGS_NORMALIZED,
+    READINGS_REJECTED,
+    READINGS_VALID,
+    TopicSpec,
+)
+
+# service -> (consumer group, input topics)
+SERVICE_INPUTS: dict[str, tuple[str, tuple[TopicSpec, ...]]] = {
+    "ingest": ("ingest", (GATEWAY_READINGS,)),
+    "validation": ("validation", (READINGS_NORMALIZED,)),
+    "anomaly": ("anomaly", (READINGS_VALID,)),
+    "maintenance": ("maintenance", (READINGS_VALID, ANOMALIES, ALERT_COMMANDS)),
+    "archival": ("archival", (READINGS_VALID, READINGS_REJECTED, ANOMALIES)),
+}
+
+
+@dataclass
+class GroupLag:
+    service: str
+    group: str
+    committed: int  # sum of committed offsets over the input partitions
+    end: int        # sum of end offsets
+    members: int
+
+    @property
+    def lag(self) -> int:
+        return max(self.end - self.committed, 0)
+
+
+def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
+    from confluent_kafka import Consumer
+
+    from plantstream.kafka import consumer_config
+
+    consumer = Consumer(consumer_config(settings, "plantstream-lag-probe"))
+    try:
+        meta = consumer.list_topics(timeout=10)
+        out = {}
+        for t in topics:
+            tm = meta.topics.get(t)
+            if tm is None or tm.error is not None:
+                continue
+            for p in tm.partitions:
+                out[(t, p)] = consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+        return out
+    finally:
+        consumer.close()
+
+
+def group_lags(settings: Settings) -> list[GroupLag]:
+    admin = admin_client(settings)
+    topics = sorted({spec.physical(settings) for _, specs in SERVICE_INPUTS.values() for spec in specs})
+    ends = end_offsets(settings, topics)
+    results = []
+    for service, (group, specs) in SERVICE_INPUTS.items():
+        gid = settings.topic_prefix + group
+        parts = [TopicPartition(t, p) for (t, p) in ends if t in {s.physical(settings) for s in specs}]
+        committed = 0
+        try:
+            fut = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(gid, parts)])[gid]
+            for tp in fut.result().topic_partitions:
+                committed += max(tp.offset, 0)
+        except KafkaException:
+            committed = 0
+        members = 0
+        try:
+            desc = admin.describe_consumer_groups([gid])[gid].result()
+            members = len(desc.members)
+        except KafkaException:
+            pass
+        end = sum(ends[(tp.topic, tp.partition)] for tp in parts)
+        results.append(GroupLag(service, gid, committed, end, members))
+    return results
