@@ -29,12 +29,15 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 @dataclass
 class Output:
-    """A record to produce: physical topic, key, value and headers."""
+    """A record to produce: physical topic, key, value and headers. ``partition`` pins the
+    record to one partition (changelogs that must sit beside their input partition); None lets
+    the key choose."""
 
     topic: str
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+    partition: int | None = None
 
 
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
@@ -188,6 +191,10 @@ class ReliableProducer:
                 return
             except BufferError:
                 self._producer.poll(0.05)
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Serve delivery reports (so ``tracker`` stays current during long runs)."""
+        return self._producer.poll(timeout)
 
     def flush(self, timeout: float = 30.0) -> int:
         left = self._producer.flush(timeout)
