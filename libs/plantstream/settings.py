@@ -50,6 +50,20 @@ DOCUMENTED: list[tuple[str, str, str]] = [
     ("PLANTSTREAM_RETENTION_HOURS", "168", "Retention of the pipeline topics in hours."),
     ("PLANTSTREAM_MAX_BATCH_READINGS", "5000", "Most readings accepted in one gateway batch; larger batches are dead-lettered."),
     ("PLANTSTREAM_MAX_MESSAGE_BYTES", "1048576", "Largest gateway message accepted; larger ones are dead-lettered."),
+    ("PLANTSTREAM_CLICKHOUSE_TTL_DAYS", "730", "Retention of archived rows in ClickHouse, in days of sample/event time (applied at start-up by archival)."),
+    ("PLANTSTREAM_ARCHIVAL_BATCH", "5000", "Most Kafka messages the archival service writes to ClickHouse in one batch."),
+    ("PLANTSTREAM_ARCHIVAL_MAX_WAIT", "1.0", "Seconds the archival service waits to fill a batch before writing what it has."),
+    ("PLANTSTREAM_QUERY_PORT", "8124", "Loopback port where the archival service answers read-only SQL in embedded mode (0: any free port)."),
+    ("PLANTSTREAM_DEDUP_WINDOW_S", "600", "Ingest drops a batch id seen again within this many seconds (dead letter duplicate_batch)."),
+    ("PLANTSTREAM_FUTURE_TOLERANCE_S", "300", "Validation rejects readings stamped further than this ahead of ingest time (future_timestamp)."),
+    ("PLANTSTREAM_STALE_AFTER_S", "604800", "Validation rejects readings older than this at ingest time (stale_timestamp)."),
+    ("PLANTSTREAM_NOTIFY_CONFIG", "(unset)", "YAML file with alert notification routes, retries, SMTP server and escalation (see `plantstream.notify.config`); unset: alerts are not sent anywhere."),
+    ("PLANTSTREAM_ALERT_TICK_SECONDS", "5", "How often the maintenance service checks timers: no data, auto-resolve, escalation, reminders."),
+    ("PLANTSTREAM_ALERT_QUIET_SECONDS", "3600", "An alert whose condition is not seen for this long is auto-resolved; a recurrence within this long re-opens it."),
+    ("PLANTSTREAM_ALERT_UPDATE_SECONDS", "60", "At most one plain update revision (more occurrences) per alert this often."),
+    ("PLANTSTREAM_TREND_HORIZON_HOURS", "72", "Raise a trend alert when a critical limit is predicted within this many hours."),
+    ("PLANTSTREAM_NO_DATA_SECONDS", "900", "Raise a no-data alert when a sensor that reported before is silent this long (0: off)."),
+    ("PLANTSTREAM_CLOCK_SKEW_SECONDS", "300", "Raise a clock-skew alert when gateway sample times and ingest times differ by more than this (0: off)."),
     ("PLANTSTREAM_LOG_LEVEL", "INFO", "Log level."),
     ("PLANTSTREAM_LOG_FORMAT", "json", "`json` (one object a line) or `text`."),
     ("PLANTSTREAM_INSTANCE", "$HOSTNAME-$PID", "Name of this service copy in logs, metrics and transactional ids."),
@@ -76,6 +90,20 @@ class Settings:
     retention_hours: int = 168
     max_batch_readings: int = 5000
     max_message_bytes: int = 1_048_576
+    clickhouse_ttl_days: int = 730
+    archival_batch: int = 5000
+    archival_max_wait: float = 1.0
+    query_port: int = 8124
+    dedup_window_s: float = 600.0
+    future_tolerance_s: float = 300.0
+    stale_after_s: float = 604_800.0
+    notify_config: str = ""
+    alert_tick_seconds: float = 5.0
+    alert_quiet_seconds: float = 3600.0
+    alert_update_seconds: float = 60.0
+    trend_horizon_hours: float = 72.0
+    no_data_seconds: float = 900.0
+    clock_skew_seconds: float = 300.0
     log_level: str = "INFO"
     log_format: str = "json"
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
@@ -104,6 +132,20 @@ class Settings:
             retention_hours=_int("PLANTSTREAM_RETENTION_HOURS", 168),
             max_batch_readings=_int("PLANTSTREAM_MAX_BATCH_READINGS", 5000),
             max_message_bytes=_int("PLANTSTREAM_MAX_MESSAGE_BYTES", 1_048_576),
+            clickhouse_ttl_days=_int("PLANTSTREAM_CLICKHOUSE_TTL_DAYS", 730),
+            archival_batch=_int("PLANTSTREAM_ARCHIVAL_BATCH", 5000),
+            archival_max_wait=_float("PLANTSTREAM_ARCHIVAL_MAX_WAIT", 1.0),
+            query_port=_int("PLANTSTREAM_QUERY_PORT", 8124),
+            dedup_window_s=_float("PLANTSTREAM_DEDUP_WINDOW_S", 600.0),
+            future_tolerance_s=_float("PLANTSTREAM_FUTURE_TOLERANCE_S", 300.0),
+            stale_after_s=_float("PLANTSTREAM_STALE_AFTER_S", 604_800.0),
+            notify_config=_str("PLANTSTREAM_NOTIFY_CONFIG", ""),
+            alert_tick_seconds=_float("PLANTSTREAM_ALERT_TICK_SECONDS", 5.0),
+            alert_quiet_seconds=_float("PLANTSTREAM_ALERT_QUIET_SECONDS", 3600.0),
+            alert_update_seconds=_float("PLANTSTREAM_ALERT_UPDATE_SECONDS", 60.0),
+            trend_horizon_hours=_float("PLANTSTREAM_TREND_HORIZON_HOURS", 72.0),
+            no_data_seconds=_float("PLANTSTREAM_NO_DATA_SECONDS", 900.0),
+            clock_skew_seconds=_float("PLANTSTREAM_CLOCK_SKEW_SECONDS", 300.0),
             log_level=_str("PLANTSTREAM_LOG_LEVEL", "INFO").upper(),
             log_format=_str("PLANTSTREAM_LOG_FORMAT", "json"),
             instance=_str("PLANTSTREAM_INSTANCE", f"{socket.gethostname()}-{os.getpid()}"),

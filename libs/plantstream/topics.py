@@ -54,10 +54,31 @@ NOTIFICATIONS = TopicSpec("notifications", "notification_attempt",
                           "Every notification delivery attempt.", keyed_by="alert id")
 ASSETS = TopicSpec("assets", "asset", "Asset registry: one record per machine (compacted).",
                    compacted=True, single_partition=True)
+# Changelog of the anomaly service's faust table "models" (faust names it
+# "<app id>-<table>-changelog"; the app id is "<prefix>anomaly"). Same partition count as
+# readings.valid, as faust requires.
+ANOMALY_MODELS = TopicSpec("anomaly-models-changelog", "model_snapshot",
+                           "Anomaly detector state per machine (faust table changelog).", compacted=True)
+# Service state changelogs, written in the same transaction as the service's output, one
+# partition per input partition (records are pinned to the input's partition number).
+INGEST_SEEN_BATCHES = TopicSpec(
+    "ingest.seen-batches", "ingest_seen_batches",
+    "Batch ids ingest has accepted, per input partition: rebuilds duplicate detection.",
+    keyed_by="input partition", retention_hours=24)
+VALIDATION_STATE = TopicSpec(
+    "validation.state", "validation_sensor_state",
+    "Last accepted timestamp per sensor and machine (compacted): rebuilds order checks.",
+    compacted=True)
+# Changelog of the maintenance service's faust table "machines" (app id "<prefix>maintenance"):
+# rule windows, open alerts and timers per machine; as many partitions as readings.valid.
+MAINTENANCE_MACHINES = TopicSpec("maintenance-machines-changelog", "maintenance_state",
+                                 "Maintenance rule and alert state per machine (faust table changelog).",
+                                 compacted=True)
 
 CATALOG: tuple[TopicSpec, ...] = (
     GATEWAY_READINGS, READINGS_NORMALIZED, READINGS_VALID, READINGS_REJECTED,
-    ANOMALIES, ALERTS, ALERT_COMMANDS, NOTIFICATIONS, ASSETS,
+    ANOMALIES, ALERTS, ALERT_COMMANDS, NOTIFICATIONS, ASSETS, ANOMALY_MODELS,
+    INGEST_SEEN_BATCHES, VALIDATION_STATE, MAINTENANCE_MACHINES,
 )
 
 

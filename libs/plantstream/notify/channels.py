@@ -1,0 +1,77 @@
+"""The two delivery channels. Both are blocking (urllib, smtplib) and raise
+:class:`DeliveryFailed` with a short detail; :mod:`plantstream.notify.delivery` runs them in
+an executor and handles retries."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import urllib.error
+import urllib.request
+from email.message import EmailMessage
+from typing import Any
+
+from plantstream.errors import PlantstreamError
+from plantstream.notify.config import Smtp
+from plantstream.notify.signing import SIGNATURE_HEADER, sign
+
+
+class DeliveryFailed(PlantstreamError):
+    """One delivery attempt failed; the message is the detail recorded with the attempt."""
+
+
+def webhook_body(alert: dict[str, Any], reason: str) -> bytes:
+    """The JSON document POSTed to webhooks: the alert revision plus why it is sent."""
+    return json.dumps({"reason": reason, "alert": alert}, sort_keys=True, default=str).encode()
+
+
+def post_webhook(url: str, body: bytes, secret: str, idempotency_key: str, timeout: float) -> str:
+    """POST ``body``; return the status line on 2xx, raise DeliveryFailed otherwise."""
+    headers = {"Content-Type": "application/json", "User-Agent": "plantstream-notify",
+               "Idempotency-Key": idempotency_key}
+    if secret:
+        headers[SIGNATURE_HEADER] = sign(body, secret)
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (configured URL)
+            return f"HTTP {resp.status}"
+    except urllib.error.HTTPError as exc:
+        raise DeliveryFailed(f"HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DeliveryFailed(f"{type(exc).__name__}: {reason}") from None
+
+
+def email_message(alert: dict[str, Any], reason: str, sender: str, to: str) -> EmailMessage:
+    machine = f"{alert['tenant']}/{alert['site']}/{alert['machine']}"
+    msg = EmailMessage()
+    msg["Subject"] = f"[plantstream {alert['severity'].upper()}] {machine}: {alert['title']}"
+    msg["From"] = sender
+    msg["To"] = to
+    msg["X-Plantstream-Alert"] = f"{alert['alert_id']} rev {alert['revision']}"
+    lines = [alert["title"], "", f"Machine:   {machine}", f"Sensors:   {', '.join(alert['sensors'])}",
+             f"Rule:      {alert['rule']}", f"Severity:  {alert['severity']}", f"State:     {alert['state']}",
+             f"Why now:   {reason} (escalation level {alert['escalation_level']})",
+             f"Seen:      {alert['occurrences']} times", ""]
+    if alert.get("recommended_action"):
+        lines += [f"What to do: {alert['recommended_action']}", ""]
+    lines += ["Evidence:"] + [f"  {k} = {v:.4g}" for k, v in sorted(alert["evidence"].items())]
+    lines += ["", f"Acknowledge: plantstream alerts ack '{alert['alert_id']}' --by NAME --reason TEXT"]
+    msg.set_content("\n".join(lines))
+    return msg
+
+
+def send_email(smtp: Smtp, msg: EmailMessage, timeout: float) -> str:
+    """Send one message over SMTP; return the server's answer, raise DeliveryFailed on error."""
+    try:
+        with smtplib.SMTP(smtp.host, smtp.port, timeout=timeout) as client:
+            if smtp.starttls:
+                client.starttls()
+            if smtp.username:
+                client.login(smtp.username, smtp.password or "")
+            refused = client.send_message(msg)
+    except (smtplib.SMTPException, OSError) as exc:
+        raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
+    if refused:
+        raise DeliveryFailed(f"recipients refused: {refused}")
+    return "250 accepted"

@@ -1,0 +1,193 @@
+"""Notification routing and escalation, from the YAML file named by PLANTSTREAM_NOTIFY_CONFIG.
+
+Format (every key optional except ``routes``; durations are seconds or ``30s``/``15m``/``2h``/``1d``)::
+
+    retry:
+      attempts: 4            # tries per target; the last failed one is recorded as outcome=dead
+      backoff: 1s            # wait before try n+1 is backoff * 2**(n-1), capped at max_backoff
+      max_backoff: 60s
+      timeout: 5s            # per HTTP request / SMTP session
+    smtp:
+      host: 127.0.0.1
+      port: 25
+      sender: plantstream@factory.example
+      starttls: false
+      username: alerts       # optional; the password comes from the env var named here:
+      password_env: PLANTSTREAM_SMTP_PASSWORD
+    escalation:              # per severity; severities not listed never escalate
+      critical: {after: 15m, max_level: 2, remind_every: 30m}
+      warning: {after: 4h, max_level: 1, raise_after: 1d}
+    routes:                  # every matching route gets the notification
+      - name: acme-shift
+        tenant: acme         # omitted: any tenant (same for site)
+        site: plant1
+        severities: [warning, critical]   # omitted: any severity
+        levels: [0]                       # escalation levels this route serves; omitted: all
+        webhook: {url: "https://hooks.example/alerts", secret_env: ACME_WEBHOOK_SECRET}
+        email: [shift-lead@acme.example]
+
+Secrets are never in the file: ``secret_env`` / ``password_env`` name environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from plantstream.errors import ConfigError
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any, where: str = "duration") -> float:
+    """Seconds from ``90``, ``"90s"``, ``"15m"``, ``"2h"`` or ``"1d"``.
+
+    >>> [parse_duration(v) for v in (90, "90s", "1.5m", "2h", "1d")]
+    [90.0, 90.0, 90.0, 7200.0, 86400.0]
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(value))
+    if not m:
+        raise ConfigError(f"{where}: {value!r} is not a duration; write e.g. 30s, 15m, 2h or 1d")
+    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One place to deliver to: channel ``webhook`` (URL + secret) or ``email`` (address)."""
+
+    channel: str
+    target: str
+    secret: str = ""
+    route: str = ""
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    tenant: str | None = None
+    site: str | None = None
+    severities: frozenset[str] | None = None
+    levels: frozenset[int] | None = None
+    targets: tuple[Target, ...] = ()
+
+    def matches(self, alert: dict[str, Any], level: int) -> bool:
+        return ((self.tenant is None or self.tenant == alert["tenant"])
+                and (self.site is None or self.site == alert["site"])
+                and (self.severities is None or alert["severity"] in self.severities)
+                and (self.levels is None or level in self.levels))
+
+
+@dataclass(frozen=True)
+class Smtp:
+    host: str = "127.0.0.1"
+    port: int = 25
+    sender: str = "plantstream@localhost"
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    routes: tuple[Route, ...] = ()
+    attempts: int = 4
+    backoff_s: float = 1.0
+    max_backoff_s: float = 60.0
+    timeout_s: float = 5.0
+    smtp: Smtp = field(default_factory=Smtp)
+    escalation: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def targets(self, alert: dict[str, Any], level: int) -> list[Target]:
+        """Distinct targets of every route matching the alert at escalation ``level``."""
+        seen: dict[tuple[str, str], Target] = {}
+        for route in self.routes:
+            if route.matches(alert, level):
+                for t in route.targets:
+                    seen.setdefault((t.channel, t.target), t)
+        return list(seen.values())
+
+
+def _secret(d: dict[str, Any], key: str, where: str) -> str:
+    name = d.get(key)
+    if not name:
+        return ""
+    value = os.environ.get(str(name))
+    if not value:
+        raise ConfigError(f"{where}: environment variable {name} (named by {key}) is not set")
+    return value
+
+
+def _route(i: int, r: Any) -> Route:
+    if not isinstance(r, dict):
+        raise ConfigError(f"routes[{i}]: expected a mapping")
+    name = str(r.get("name") or f"route{i}")
+    targets: list[Target] = []
+    hooks = r.get("webhook") or []
+    for h in hooks if isinstance(hooks, list) else [hooks]:
+        if not isinstance(h, dict) or not h.get("url"):
+            raise ConfigError(f"route {name}: webhook needs a 'url'")
+        targets.append(Target("webhook", str(h["url"]), _secret(h, "secret_env", f"route {name}"), name))
+    mails = r.get("email") or []
+    for addr in mails if isinstance(mails, list) else [mails]:
+        if "@" not in str(addr):
+            raise ConfigError(f"route {name}: {addr!r} is not an e-mail address")
+        targets.append(Target("email", str(addr), "", name))
+    if not targets:
+        raise ConfigError(f"route {name}: give a 'webhook' and/or an 'email' list")
+    sev = r.get("severities")
+    levels = r.get("levels")
+    return Route(name, r.get("tenant"), r.get("site"), frozenset(sev) if sev else None,
+                 frozenset(int(v) for v in levels) if levels is not None else None, tuple(targets))
+
+
+def parse_notify_config(doc: Any) -> NotifyConfig:
+    if doc is None:
+        return NotifyConfig()
+    if not isinstance(doc, dict):
+        raise ConfigError("notify config: expected a mapping with 'routes:'")
+    retry = doc.get("retry") or {}
+    smtp = doc.get("smtp") or {}
+    escalation = {}
+    for sev, e in (doc.get("escalation") or {}).items():
+        if sev not in ("info", "warning", "critical") or not isinstance(e, dict):
+            raise ConfigError(f"escalation: {sev!r} must be info, warning or critical with a mapping")
+        escalation[sev] = {
+            "after_s": parse_duration(e.get("after", 0), f"escalation.{sev}.after"),
+            "max_level": float(int(e.get("max_level", 1))),
+            "remind_every_s": parse_duration(e.get("remind_every", 0), f"escalation.{sev}.remind_every"),
+            "raise_after_s": parse_duration(e.get("raise_after", 0), f"escalation.{sev}.raise_after"),
+        }
+    attempts = int(retry.get("attempts", 4))
+    if attempts < 1:
+        raise ConfigError("retry.attempts must be at least 1")
+    return NotifyConfig(
+        routes=tuple(_route(i, r) for i, r in enumerate(doc.get("routes") or [])),
+        attempts=attempts,
+        backoff_s=parse_duration(retry.get("backoff", 1), "retry.backoff"),
+        max_backoff_s=parse_duration(retry.get("max_backoff", 60), "retry.max_backoff"),
+        timeout_s=parse_duration(retry.get("timeout", 5), "retry.timeout"),
+        smtp=Smtp(str(smtp.get("host", "127.0.0.1")), int(smtp.get("port", 25)),
+                  str(smtp.get("sender", "plantstream@localhost")), bool(smtp.get("starttls", False)),
+                  smtp.get("username"), _secret(smtp, "password_env", "smtp") or None),
+        escalation=escalation,
+    )
+
+
+def load_notify_config(path: str | Path | None) -> NotifyConfig:
+    """The configuration at ``path``; an empty path means no routes (nothing is sent)."""
+    if not path:
+        return NotifyConfig()
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read PLANTSTREAM_NOTIFY_CONFIG file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"PLANTSTREAM_NOTIFY_CONFIG file {path} is not valid YAML: {exc}") from None
+    return parse_notify_config(doc)

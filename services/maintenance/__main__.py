@@ -1,0 +1,3 @@
+from maintenance.service import main
+
+main()
