@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 KAFKA := deploy/local/kafka.sh
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help install kafka-install up down status test test-unit lint bench demo logs clean
+.PHONY: help install kafka-install lock up down status test test-unit lint bench demo logs clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -28,17 +28,24 @@ kafka-install:
 lock: ## re-resolve requirements.lock from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11 --generate-hashes -q
 
-up: install ## start the broker, create topics, migrate ClickHouse, start the services
+up: install ## start the broker, create topics, migrate ClickHouse, publish the example registry, start the services
 	@$(KAFKA) start
 	@$(VENV)/bin/plantstream topics create
 	@$(VENV)/bin/plantstream db migrate
+	@$(VENV)/bin/plantstream assets apply deploy/local/assets.yaml
+	@$(VENV)/bin/plantstream services start
+
+demo: up ## make up, then simulate a factory with faults for a minute and print the summary
+	@$(VENV)/bin/plantstream demo
 
 down: ## stop services and the broker
 	-@$(VENV)/bin/plantstream services stop 2>/dev/null || true
 	@$(KAFKA) stop
 
-status: ## broker and service status
+status: ## broker, service processes, throughput and lag
 	@$(KAFKA) status || true
+	@$(VENV)/bin/plantstream services status
+	@$(VENV)/bin/plantstream status
 
 logs: ## follow the broker log
 	@$(KAFKA) logs -f

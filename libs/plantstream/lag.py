@@ -12,8 +12,10 @@ from plantstream.kafka import admin_client
 from plantstream.settings import Settings
 from plantstream.topics import (
     ALERT_COMMANDS,
+    ALERTS,
     ANOMALIES,
     GATEWAY_READINGS,
+    NOTIFICATIONS,
     READINGS_NORMALIZED,
     READINGS_REJECTED,
     READINGS_VALID,
@@ -25,8 +27,9 @@ SERVICE_INPUTS: dict[str, tuple[str, tuple[TopicSpec, ...]]] = {
     "ingest": ("ingest", (GATEWAY_READINGS,)),
     "validation": ("validation", (READINGS_NORMALIZED,)),
     "anomaly": ("anomaly", (READINGS_VALID,)),
-    "maintenance": ("maintenance", (READINGS_VALID, ANOMALIES, ALERT_COMMANDS)),
-    "archival": ("archival", (READINGS_VALID, READINGS_REJECTED, ANOMALIES)),
+    # maintenance's notify agent reads the alerts it wrote, to deliver them
+    "maintenance": ("maintenance", (READINGS_VALID, ANOMALIES, ALERT_COMMANDS, ALERTS)),
+    "archival": ("archival", (READINGS_VALID, READINGS_REJECTED, ANOMALIES, ALERTS, NOTIFICATIONS)),
 }
 
 

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "plantstream.cli.analyst",   # sql, report
     "plantstream.cli.bench",     # bench ...
     "plantstream.cli.status",    # status
+    "plantstream.cli.demo",      # demo
 ]
 
 
