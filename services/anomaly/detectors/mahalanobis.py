@@ -97,27 +97,28 @@ class Mahalanobis(Detector):
                 self._cache = (std, vecs[:, :k] / np.sqrt(w[:k]), vecs[:, :k], theta)
         return self._cache
 
-    def _parts(self, x: dict[str, float]) -> tuple[np.ndarray, np.ndarray] | None:
-        """Per-sensor contributions to the T-squared and Q terms (each already scaled)."""
-        if self._n < 2:
-            return None
-        std, a, pcs, theta = self._model()
-        z = (self._vector(x) - self._mean) / std
-        d = len(z)
+    def _score_matrix(self) -> np.ndarray:
+        """``M`` with ``score(z) = z @ M @ z`` on standardized ``z`` (cached with the model)."""
+        std, a, pcs, theta = self._model()[:4]
+        if len(self._cache) == 5:
+            return self._cache[4]
+        d = len(std)
         if pcs is None:
-            return z * (a @ z) / d, np.zeros(d)
-        k = pcs.shape[1]
-        t = a.T @ z  # whitened scores
-        t2_parts = z * (a @ t) / k  # sums to T-squared / k
-        resid = z - pcs @ (pcs.T @ z)
-        q_parts = resid * resid / theta if k < d else np.zeros(d)
-        return t2_parts / 2.0, q_parts / 2.0
+            m = a / d
+        else:
+            k = pcs.shape[1]
+            m = (a @ a.T) / k
+            if k < d:
+                m = m + (np.eye(d) - pcs @ pcs.T) / theta
+            m = m / 2.0
+        self._cache = (std, a, pcs, theta, m)
+        return m
 
     def score_one(self, x: dict[str, float]) -> float:
-        # Same value as the sum of _parts, with fewer array operations (hot path).
+        # Same value as z @ _score_matrix() @ z, with fewer array operations (hot path).
         if self._n < 2:
             return 0.0
-        std, a, pcs, theta = self._model()
+        std, a, pcs, theta = self._model()[:4]
         z = (self._vector(x) - self._mean) / std
         t = a.T @ z
         if pcs is None:
@@ -131,8 +132,16 @@ class Mahalanobis(Detector):
         return (t2 + q) / 2.0
 
     def contributions_one(self, x: dict[str, float]) -> dict[str, float]:
-        parts = self._parts(x)
-        if parts is None:
+        """Reconstruction-based contributions (Alcala & Qin 2009): how much the score drops
+        when one sensor is replaced by its best estimate from the others,
+        ``(M z)_i^2 / M_ii``. Unlike splitting T-squared into ``z_i (M z)_i`` terms, this
+        points at the faulty sensor for any single-sensor fault large enough to alarm,
+        even when correlated sensors are far from their means (e.g. at peak load)."""
+        if self._n < 2:
             return {}
-        c = np.maximum(parts[0], 0.0) + parts[1]
+        m = self._score_matrix()
+        std = self._cache[0]
+        z = (self._vector(x) - self._mean) / std
+        mz = m @ z
+        c = mz * mz / np.maximum(np.diag(m), 1e-12)
         return {k: float(c[i]) for i, k in enumerate(self._keys or [])}

@@ -1,0 +1,3 @@
+from anomaly.service import main
+
+main()

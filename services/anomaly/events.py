@@ -1,0 +1,83 @@
+"""Anomaly events: what the service writes to ``anomalies``.
+
+An anomaly *episode* (the detector's alarm state from on to off) is reported as revisions
+of one event: the first when the episode opens, an update every ``update_us`` of sample
+time while it lasts, and a last one when it closes (its score is then at or below the
+threshold). All revisions share ``event_id`` = machine, model, kind and episode start, so a
+redelivered or replayed revision keeps its id; ``(event_id, ts)`` identifies a revision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from anomaly.machine import Verdict
+
+MachineId = tuple[str, str, str]
+MIN_SHARE = 0.005  # sensors with a smaller share of the score are left out of the event
+
+
+def event_id(mid: MachineId, model: str, kind: str, window_start: int) -> str:
+    """Stable, readable id of an episode: ``tenant/site/machine:model:kind:start_us``."""
+    return f"{mid[0]}/{mid[1]}/{mid[2]}:{model}:{kind}:{window_start}"
+
+
+def anomaly_event(
+    mid: MachineId,
+    verdict: Verdict,
+    window_start: int,
+    window_end: int,
+    values: Mapping[str, float],
+    kind: str = "multivariate",
+) -> dict[str, Any]:
+    """An ``anomaly_event`` record for ``verdict`` (contributions sorted, largest first)."""
+    contrib = sorted(verdict.contributions.items(), key=lambda kv: kv[1], reverse=True)
+    keep = [(k, s) for i, (k, s) in enumerate(contrib) if i == 0 or s >= MIN_SHARE]
+    return {
+        "event_id": event_id(mid, verdict.model, kind, window_start),
+        "tenant": mid[0], "site": mid[1], "machine": mid[2],
+        "ts": verdict.ts_micros,
+        "window_start": window_start,
+        "window_end": window_end,
+        "score": float(verdict.score),
+        "threshold": float(verdict.threshold),
+        "kind": kind,
+        "model": verdict.model,
+        "model_version": verdict.model_version,
+        "contributions": [
+            {"sensor": k, "share": float(s), "value": _value(values.get(k))} for k, s in keep
+        ],
+    }
+
+
+def _value(v: float | None) -> float | None:
+    return None if v is None else float(v)
+
+
+@dataclass
+class Episode:
+    """Where the current anomaly episode of a machine stands (pickled with its state)."""
+
+    start: int | None = None
+    last_emit: int = 0
+    last_on: int = 0
+
+    def step(self, v: Verdict, update_us: int) -> tuple[int, int] | None:
+        """Feed one post-warm-up verdict; return ``(window_start, window_end)`` if it must
+        be reported (open, periodic update or close), else None."""
+        if v.is_anomaly:
+            if v.state_changed or self.start is None:
+                self.start = self.last_emit = self.last_on = v.ts_micros
+                return self.start, v.ts_micros
+            self.last_on = v.ts_micros
+            if v.ts_micros - self.last_emit >= update_us:
+                self.last_emit = v.ts_micros
+                return self.start, v.ts_micros
+            return None
+        if v.state_changed and self.start is not None:
+            start, end = self.start, self.last_on
+            self.start = None
+            return start, end
+        return None

@@ -1,0 +1,175 @@
+"""The anomaly service as a process (``python -m anomaly``) against the real broker.
+
+One scenario, one test (faust start-up is the slow part): warm up on healthy data, stop,
+restart, inject a fault. Asserted: bad bytes are dead-lettered with their reason; snapshots
+reach the changelog; after the restart the service scores on without a new warm-up and
+emits exactly what a never-restarted detector emits (same event ids, same scores); the
+faulty machine's event names the faulty sensor within a bounded delay; healthy machines
+stay quiet.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from anomaly.config import detector_factory
+from anomaly.state import MachineState, restore
+from anomaly.synthetic import T0_US, Fault, SyntheticMachine, asset_record, stream
+from plantstream.assets import publish_assets
+from plantstream.avro import AvroCodec
+from plantstream.kafka import Output, consumer_config
+from plantstream.settings import Settings
+from plantstream.topics import ANOMALIES, ANOMALY_MODELS, READINGS_REJECTED, READINGS_VALID
+
+from kafka_io import produce_all, read_topic
+
+SENSORS = [f"s{i}" for i in range(8)]
+WARMUP, FAULT_AT, PHASE1, TOTAL = 200, 600, 400, 900
+MAX_DELAY_SAMPLES = 40  # measured: 10-15 samples (1 s each) for this fault size
+ENV = {"PLANTSTREAM_ANOMALY_WARMUP": str(WARMUP), "PLANTSTREAM_ANOMALY_SNAPSHOT_ROWS": "100",
+       "PLANTSTREAM_ANOMALY_UPDATE_SECONDS": "30", "PLANTSTREAM_ANOMALY_LEARN": "normal"}
+codec = AvroCodec()
+
+
+def machines() -> list[SyntheticMachine]:
+    ms = [SyntheticMachine("acme", "plant1", f"m{k}", SENSORS, seed=k) for k in range(4)]
+    ms[0].fault = Fault("s3", FAULT_AT)
+    return ms
+
+
+def outputs(settings: Settings, ms: list[SyntheticMachine], start: int, n: int) -> list[Output]:
+    topic = READINGS_VALID.physical(settings)
+    return [Output(topic, k, codec.encode("reading_batch", r)) for k, r in stream(ms, n, start=start)]
+
+
+def wait_consumed(settings: Settings, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
+    """Until the service's consumer group has committed every offset of readings.valid."""
+    topic = READINGS_VALID.physical(settings)
+    c = Consumer(consumer_config(settings, f"probe-{uuid.uuid4().hex}"))
+    check = Consumer(consumer_config(settings, "anomaly"))  # group id = prefix + "anomaly"
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        ends = [c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, f"service exited early:\n{log.read_text()[-3000:]}"
+            try:
+                done = [max(tp.offset, 0) for tp in check.committed(tps, timeout=10)]
+            except KafkaException:  # coordinator still loading on a fresh broker: ask again
+                done = [0] * len(tps)
+            if all(d >= e for d, e in zip(done, ends, strict=True)):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"service did not consume everything in {timeout}s:\n{log.read_text()[-3000:]}")
+    finally:
+        c.close()
+        check.close()
+
+
+def start(env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "anomaly"], env={**env, **ENV},
+                            stdout=log.open("a"), stderr=subprocess.STDOUT)
+
+
+def stop(proc: subprocess.Popen, log: Path) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rc = proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"service ignored SIGTERM:\n{log.read_text()[-3000:]}") from None
+    assert rc == 0, log.read_text()[-3000:]
+
+
+def reference_events(settings: Settings, ms: list[SyntheticMachine]) -> dict[str, list[dict]]:
+    """What a detector that never restarted emits for the same data."""
+    make = detector_factory(replace(settings, anomaly_warmup=WARMUP, anomaly_learn="normal"))
+    out: dict[str, list[dict]] = {}
+    states = {m.machine: MachineState(("acme", "plant1", m.machine), make(sorted(SENSORS))) for m in ms}
+    for st in states.values():
+        st.rows.expected = frozenset(SENSORS)
+    for _, rec in stream(machines(), TOTAL):
+        rs = rec["readings"]
+        evs = states[rec["machine"]].feed([r["sensor"] for r in rs], [r["ts"] for r in rs],
+                                          [r["value"] for r in rs], [r["quality"] for r in rs], 30_000_000)
+        out.setdefault(rec["machine"], []).extend(evs)
+    return out
+
+
+def test_fault_detected_and_state_survives_restart(settings: Settings, service_env: dict[str, str],
+                                                   tmp_path: Path) -> None:
+    ms = machines()
+    publish_assets(settings, [asset_record(m) for m in ms])
+    log = tmp_path / "anomaly.log"
+    garbage = Output(READINGS_VALID.physical(settings), b"acme/plant1/m9", b"not avro at all")
+    produce_all(settings, [*outputs(settings, ms, 0, PHASE1), garbage])
+
+    proc = start(service_env, log)
+    try:
+        wait_consumed(settings, proc, log)
+    finally:
+        stop(proc, log)
+    snaps = {m.key(): m.value() for m in read_topic(settings, ANOMALY_MODELS.physical(settings), idle=2)}
+    assert set(snaps) == {m.key for m in ms}
+    for key, value in snaps.items():
+        rec = codec.decode(value, "model_snapshot")
+        assert rec["rows"] == PHASE1 and rec["last_ts"] == T0_US + (PHASE1 - 1) * 1_000_000, key
+
+    dead = read_topic(settings, READINGS_REJECTED.physical(settings), until=lambda m: len(m) >= 1)
+    dl = codec.decode(dead[0].value(), "dead_letter")
+    assert (dl["reason"], dl["stage"], dl["original"]) == ("not_avro", "anomaly", b"not avro at all")
+
+    # Restart mid-stream: what the restarted service loads scores on without a new warm-up.
+    m0 = machines()[0]
+    state = restore(codec, snaps[m0.key], "ewzscore+mahalanobis", "1")
+    assert state is not None and state.detector.n_rows == PHASE1
+    never_restarted = detector_factory(replace(settings, anomaly_warmup=WARMUP))(sorted(SENSORS))
+    batches = [rec for _, rec in stream([m0], TOTAL)]
+    for rec in batches[:PHASE1 // 10]:
+        never_restarted.process_many(_rows(rec["readings"]))
+    rows = [row for rec in batches[PHASE1 // 10:PHASE1 // 10 + 5] for row in _rows(rec["readings"])]
+    after_restart = state.detector.process_many(rows)
+    reference = never_restarted.process_many(rows)
+    assert not any(v.warming_up for v in after_restart)
+    for a, b in zip(after_restart, reference, strict=True):
+        assert math.isclose(a.score, b.score, rel_tol=1e-9, abs_tol=1e-12)
+
+    produce_all(settings, outputs(settings, ms, PHASE1, TOTAL - PHASE1))
+    proc = start(service_env, log)
+    try:
+        wait_consumed(settings, proc, log)
+    finally:
+        stop(proc, log)
+    got = [codec.decode(m.value(), "anomaly_event")
+           for m in read_topic(settings, ANOMALIES.physical(settings), idle=2)]
+    expected = reference_events(settings, ms)
+    by_machine: dict[str, list[dict]] = {}
+    for e in got:
+        by_machine.setdefault(e["machine"], []).append(e)
+    assert set(by_machine) == {"m0"}, {k: len(v) for k, v in by_machine.items()}  # healthy: quiet
+    assert [(e["event_id"], e["ts"]) for e in by_machine["m0"]] == \
+        [(e["event_id"], e["ts"]) for e in expected["m0"]]
+    for e, ref in zip(by_machine["m0"], expected["m0"], strict=True):
+        assert math.isclose(e["score"], ref["score"], rel_tol=1e-9)
+    first = by_machine["m0"][0]
+    delay = (first["ts"] - T0_US) // 1_000_000 - FAULT_AT
+    assert 0 <= delay <= MAX_DELAY_SAMPLES
+    assert first["window_start"] == first["ts"] and first["contributions"][0]["sensor"] == "s3"
+    assert first["score"] > first["threshold"] and first["model"] == "ewzscore+mahalanobis"
+    assert all(e["event_id"] == first["event_id"] for e in by_machine["m0"])  # one episode, revisions
+
+
+def _rows(readings: list[dict]) -> list[tuple[int, dict[str, float]]]:
+    rows: dict[int, dict[str, float]] = {}
+    for r in readings:
+        rows.setdefault(r["ts"], {})[r["sensor"]] = r["value"]
+    return sorted(rows.items())
