@@ -58,6 +58,12 @@ class Sink:
     def write(self, messages: Sequence[Message]) -> None:
         raise NotImplementedError
 
+    def assigned(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
+        """Partitions were added to this copy. Return ``{(topic, partition): offset}`` to start
+        there instead of the committed offset (a sink that stores offsets with its data
+        resumes from its own record); partitions left out start at the committed offset."""
+        return {}
+
 
 class StopFlag:
     """Set by SIGTERM/SIGINT; the loop finishes its batch, commits and leaves the group."""
@@ -160,7 +166,8 @@ def _commit_transaction(
             for out in outputs:
                 while True:
                     try:
-                        producer.produce(out.topic, out.value, out.key, headers=out.headers)
+                        producer.produce(out.topic, out.value, out.key, headers=out.headers,
+                                         partition=-1 if out.partition is None else out.partition)
                         break
                     except BufferError:
                         producer.poll(0.05)
@@ -215,7 +222,6 @@ def run_sink(
     stop = stop or StopFlag().install()
     metrics = metrics or ServiceMetrics(sink.name)
     consumer = Consumer(consumer_config(settings, group))
-    consumer.subscribe(topics)
     pending: list[Message] = []
     first_at = last_input = time.monotonic()
 
@@ -225,6 +231,23 @@ def run_sink(
         consumer.commit(offsets=next_offsets(pending), asynchronous=False)
         metrics.batch(len(pending), [], time.perf_counter() - started)
         pending.clear()
+
+    def on_assign(c: Consumer, parts: list[TopicPartition]) -> None:
+        starts = sink.assigned(parts)
+        for p in parts:
+            if (p.topic, p.partition) in starts:
+                p.offset = starts[(p.topic, p.partition)]
+        log.info("partitions assigned",
+                 extra={"partitions": [f"{p.topic}[{p.partition}]@{p.offset}" for p in parts]})
+        c.incremental_assign(parts)
+
+    def on_revoke(c: Consumer, parts: list[TopicPartition]) -> None:
+        # Write what was read from the leaving partitions while they are still ours.
+        if pending:
+            flush()
+        log.info("partitions revoked", extra={"partitions": [f"{p.topic}[{p.partition}]" for p in parts]})
+
+    consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke)
 
     try:
         while not stop.stopping:
@@ -242,4 +265,5 @@ def run_sink(
         if pending:
             flush()
     finally:
+        pending.clear()  # after a failed write: never write again from the revoke in close()
         consumer.close()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
+from plantstream.errors import ConfigError
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 _LEDGER = """
@@ -54,3 +56,36 @@ def migrate(client: Client, directory: Path = MIGRATIONS_DIR, ttl_days: int | No
         client.insert("schema_migrations", [[version, name]], column_names=["version", "name"])
         ran.append(f"{version:04d}_{name}")
     return ran
+
+
+# table -> the expression its TTL counts from (as in the migrations)
+RETENTION_TTL = {
+    "readings": "toDateTime(ts)",
+    "readings_1m": "toDateTime(minute)",
+    "readings_1h": "toDateTime(hour)",
+    "rejected": "toDateTime(rejected_at)",
+    "anomalies": "toDateTime(ts)",
+    "alerts": "toDateTime(updated_at)",
+    "notifications": "toDateTime(attempted_at)",
+}
+
+
+def apply_retention(client: Client, ttl_days: int) -> list[str]:
+    """Make every archive table keep rows ``ttl_days`` days; return the tables changed.
+
+    Migrations bake the retention in force when a table was created; this re-applies the
+    current setting, so changing PLANTSTREAM_CLICKHOUSE_TTL_DAYS takes effect at the next
+    start of the archival service (expired rows go at the next merge)."""
+    if ttl_days < 1:
+        raise ConfigError(f"PLANTSTREAM_CLICKHOUSE_TTL_DAYS={ttl_days}: retention must be at least 1 day")
+    engines = dict(client.query(
+        "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase()").result_rows)
+    changed = []
+    for table, expr in RETENTION_TTL.items():
+        engine = engines.get(table)
+        if engine is None or f"toIntervalDay({ttl_days})" in engine:
+            continue
+        client.command(f"ALTER TABLE {table} MODIFY TTL {expr} + INTERVAL {ttl_days} DAY",
+                       settings={"materialize_ttl_after_modify": 0})
+        changed.append(table)
+    return changed

@@ -1,0 +1,3 @@
+from archival.service import main
+
+main()
