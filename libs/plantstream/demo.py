@@ -15,7 +15,7 @@ from plantstream.gateway.sender import SendReport, send_batches
 from plantstream.gateway.simulator import Factory
 from plantstream.gateway.truth import FaultWindow
 from plantstream.kafka import check_broker, create_topics
-from plantstream.lag import group_lags
+from plantstream.lag import group_lags, unread_messages
 from plantstream.settings import Settings
 from plantstream.supervisor import SERVICES, start, status
 
@@ -77,8 +77,8 @@ def drain(settings: Settings, echo: Echo, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     calm = 0
     while time.monotonic() < deadline:
-        lags = group_lags(settings)
-        behind = {g.service: g.lag for g in lags if g.lag}
+        behind = {g.service: unread_messages(settings, g.service) for g in group_lags(settings) if g.lag}
+        behind = {k: v for k, v in behind.items() if v}
         calm = calm + 1 if not behind else 0
         if calm >= 2:
             echo("pipeline: drained (lag 0 everywhere)")

@@ -90,3 +90,50 @@ def group_lags(settings: Settings) -> list[GroupLag]:
         end = sum(ends[(tp.topic, tp.partition)] for tp in parts)
         results.append(GroupLag(service, gid, committed, end, members))
     return results
+
+
+def unread_messages(settings: Settings, service: str, limit: int = 1000) -> int:
+    """Data messages the service's group has not committed yet, counted by reading them.
+
+    Offsets alone over-count on topics written in transactions: each commit leaves a control
+    record that takes an offset but is never delivered, so a fully caught-up group still
+    shows a lag of about one per partition. This reads (read_committed) from the committed
+    offsets to the end and counts what is really there, up to ``limit``.
+    """
+    from confluent_kafka import Consumer
+
+    from plantstream.kafka import consumer_config
+
+    group, specs = SERVICE_INPUTS[service]
+    admin = admin_client(settings)
+    gid = settings.topic_prefix + group
+    ends = end_offsets(settings, [s.physical(settings) for s in specs])
+    parts = [TopicPartition(t, p) for (t, p) in ends]
+    committed = {}
+    try:
+        fut = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(gid, parts)])[gid]
+        committed = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in fut.result().topic_partitions}
+    except KafkaException:
+        pass
+    behind = [TopicPartition(t, p, committed.get((t, p), 0)) for (t, p), end in ends.items()
+              if end > committed.get((t, p), 0)]
+    if not behind:
+        return 0
+    probe = Consumer(consumer_config(settings, "plantstream-lag-probe", **{"enable.partition.eof": True}))
+    try:
+        probe.assign(behind)
+        waiting = {(tp.topic, tp.partition) for tp in behind}
+        count = 0
+        while waiting and count < limit:
+            msgs = probe.consume(500, 2.0)
+            if not msgs:
+                break
+            for m in msgs:
+                err = m.error()
+                if err is None:
+                    count += 1
+                elif err.code() == err._PARTITION_EOF:
+                    waiting.discard((m.topic(), m.partition()))
+        return count
+    finally:
+        probe.close()

@@ -14,9 +14,9 @@ from plantstream.cli.common import friendly_errors, settings
 @click.option("--interval", default=2.0, show_default=True, help="Seconds between refreshes.")
 @friendly_errors
 def status(watch: bool, interval: float) -> None:
-    """Throughput (messages/s committed) and lag (messages behind) of every service."""
+    """Throughput (messages/s committed) and lag (unread messages, up to 1000) of every service."""
     from plantstream.kafka import check_broker
-    from plantstream.lag import group_lags
+    from plantstream.lag import group_lags, unread_messages
     from plantstream.supervisor import status as processes
 
     s = settings()
@@ -39,7 +39,8 @@ def status(watch: bool, interval: float) -> None:
             rate = (g.committed - before.get(g.service, g.committed)) / dt if dt else 0.0
             up, total = alive.get(g.service, [0, 0])
             copies = f"{up}/{total}"
-            click.echo(f"{g.service:12s} {copies:>7s} {g.members:>7d} {rate:>9.1f} {g.lag:>9d}  {g.group}")
+            lag = unread_messages(s, g.service) if g.lag else 0  # offsets count commit markers too
+            click.echo(f"{g.service:12s} {copies:>7s} {g.members:>7d} {rate:>9.1f} {lag:>9d}  {g.group}")
         if not watch:
             return
         before = {g.service: g.committed for g in lags}
