@@ -77,7 +77,8 @@ def consumer_config(settings: Settings, group: str, **overrides: Any) -> dict[st
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    # log_level 4: keep librdkafka's informational lines (e.g. BGQUEUE purges at close) off the terminal
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 4})
 
 
 def check_broker(settings: Settings, timeout: float = 5.0) -> int:

@@ -36,7 +36,7 @@ def demo(seconds: float, machines: int, faulty: int, rate: float, seed: int, jso
                         ("Anomaly events by machine", summary["anomalies"]),
                         ("Alerts (latest revision, with evidence)", summary["alerts"]),
                         ("Injected faults and the alerts they raised", d.alerted_faults(run, summary)),
-                        ("End-to-end latency, gateway sample to ClickHouse row", summary["latency"])]:
+                        ("Latency, ingest to ClickHouse row", summary["latency"])]:
         click.secho(f"\n{title}", bold=True)
         print_table(rows)
     if json_out:
