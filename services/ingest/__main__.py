@@ -1,0 +1,3 @@
+from ingest.service import main
+
+main()

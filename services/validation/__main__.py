@@ -1,0 +1,3 @@
+from validation.service import main
+
+main()

@@ -1,0 +1,113 @@
+"""The validation Processor: normalized batches -> valid batches, dead letters and the
+order-state changelog, committed in one Kafka transaction by ``run_processor``.
+
+A batch whose readings all pass is forwarded byte for byte; otherwise the valid readings'
+bytes are copied into a smaller batch (no re-encoding).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from confluent_kafka import Message, TopicPartition
+from opentelemetry.trace import Tracer
+
+from plantstream.assets import AssetRegistry
+from plantstream.deadletter import CONTENT_TYPE_READING_AVRO, DeadLetters, Source
+from plantstream.errors import DecodeError
+from plantstream.kafka import Output
+from plantstream.metrics import ServiceMetrics
+from plantstream.readingbatch import ReadingBatchView, decode_readings
+from plantstream.runner import Processor
+from plantstream.settings import Settings
+from plantstream.telemetry import extract_context, inject_headers
+from plantstream.topics import READINGS_NORMALIZED, READINGS_VALID, machine_key
+from validation.checks import REASONS, SensorTable, check_batch, explain, sensor_table
+from validation.state import SensorClock
+
+
+class ValidationProcessor(Processor):
+    name = "validation"
+
+    def __init__(self, settings: Settings, registry: AssetRegistry, tracer: Tracer,
+                 metrics: ServiceMetrics | None = None) -> None:
+        self.metrics = metrics or ServiceMetrics(self.name)
+        self.registry = registry
+        self.tracer = tracer
+        self.input_topic = READINGS_NORMALIZED.physical(settings)
+        self.out_topic = READINGS_VALID.physical(settings)
+        self.dead = DeadLetters(settings, "validation", self.metrics)
+        self.clock = SensorClock(settings)
+        self.future_us = int(settings.future_tolerance_s * 1e6)
+        self.stale_us = int(settings.stale_after_s * 1e6)
+        self._tables: dict[tuple[str, str, str], SensorTable | None] = {}
+        self._tables_version = -1
+
+    def _table(self, mid: tuple[str, str, str]) -> SensorTable | None:
+        if self.registry.version != self._tables_version:
+            self._tables.clear()
+            self._tables_version = self.registry.version
+        try:
+            return self._tables[mid]
+        except KeyError:
+            asset = self.registry.machine(*mid)
+            table = None if asset is None else sensor_table(asset)
+            self._tables[mid] = table
+            return table
+
+    def process(self, messages: Sequence[Message]) -> list[Output]:
+        now_us = time.time_ns() // 1000
+        outs: list[Output] = []
+        for msg in messages:
+            src = Source.of(msg)
+            with self.tracer.start_as_current_span(
+                    "validation.batch", context=extract_context(src.headers),
+                    attributes={"kafka.partition": src.partition, "kafka.offset": src.offset}):
+                self._validate(src, now_us, outs)
+        outs.extend(self.clock.changelog(now_us))
+        return outs
+
+    def _validate(self, src: Source, now_us: int, outs: list[Output]) -> None:
+        try:
+            view = decode_readings(src.value or b"")
+        except DecodeError as exc:
+            outs.append(self.dead.make(src, exc.reason, exc.detail, now_us=now_us))
+            return
+        mid = (view.tenant, view.site, view.machine)
+        who = {"tenant": view.tenant, "site": view.site, "machine": view.machine, "now_us": now_us}
+        table = self._table(mid)
+        if table is None:
+            outs.append(self.dead.make(src, "unknown_machine",
+                                       f"machine {'/'.join(mid)} is no longer in the asset registry; "
+                                       "re-add it and replay", **who))
+            return
+        last_ts = self.clock.working(src.partition, mid)
+        verdict = check_batch(view, table, last_ts, self.future_us, self.stale_us)
+        for i, code in verdict.rejected:
+            outs.append(self._reading_dead(src, view, i, code, table, last_ts, who))
+        if verdict.keep:
+            outs.append(Output(self.out_topic, machine_key(*mid), view.subset(verdict.keep),
+                               inject_headers()))
+
+    def _reading_dead(self, src: Source, view: ReadingBatchView, i: int, code: int, table: SensorTable,
+                      last_ts: dict[bytes, int], who: dict) -> Output:
+        detail = f"{view.reading_id(i)}: " + explain(code, view, i, table, last_ts, self.future_us,
+                                                     self.stale_us)
+        return self.dead.make(src, REASONS[code], detail, index=i,
+                              sensor=view.sensors[i].decode("utf-8", errors="replace"),
+                              ts=int(view.ts[i]), value=float(view.values[i]),
+                              original=view.reading_bytes(i),
+                              original_content_type=CONTENT_TYPE_READING_AVRO, **who)
+
+    def committed(self) -> None:
+        self.clock.committed()
+
+    def aborted(self) -> None:
+        self.clock.aborted()
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        self.clock.rebuild([p.partition for p in partitions if p.topic == self.input_topic])
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        self.clock.revoke([p.partition for p in partitions if p.topic == self.input_topic])
