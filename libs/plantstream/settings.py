@@ -157,3 +157,15 @@ class Settings:
             anomaly_snapshot_rows=_int("PLANTSTREAM_ANOMALY_SNAPSHOT_ROWS", 2000),
             anomaly_snapshot_seconds=_float("PLANTSTREAM_ANOMALY_SNAPSHOT_SECONDS", 30.0),
         )
+
+
+def markdown_table() -> str:
+    """The README's configuration table, generated from DOCUMENTED
+    (`python -m plantstream.settings` prints it)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{name}` | `{default}` | {meaning} |" for name, default, meaning in DOCUMENTED]
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
