@@ -59,5 +59,8 @@ test: install ## run the whole test suite against a real broker and embedded Cli
 test-unit: $(VENV)/.stamp ## only tests that need no broker
 	$(PY) -m pytest -q -m "not integration"
 
+bench: install ## every benchmark in sequence (< 15 min): figures printed, JSON in bench/results/
+	$(PY) bench/run_all.py
+
 clean: ## remove the venv and local data (broker data, embedded ClickHouse)
 	rm -rf $(VENV) .local
