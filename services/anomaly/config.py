@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from anomaly.detectors.drift import ResidualDrift
+from anomaly.detectors.health import SensorHealth
 from anomaly.machine import MachineDetector
 from anomaly.scorer import ScorerConfig
+from anomaly.sensorwatch import SensorWatch
 from plantstream.errors import ConfigError
 from plantstream.settings import Settings
 
 LEARN_POLICIES = ("never", "normal", "always")
+MODEL_VERSION = "2"  # 1: machine-level only; 2: + per-sensor drift/stuck/dropout channels
+# Per-sensor channels of the service (chosen on the factory simulator, see anomaly.simeval).
+SERVICE_WATCH = SensorWatch(drift=ResidualDrift(), health=SensorHealth(), model_version=MODEL_VERSION)
 
 
 def detector_factory(settings: Settings) -> Callable[[list[str] | None], MachineDetector]:
@@ -28,7 +34,8 @@ def detector_factory(settings: Settings) -> Callable[[list[str] | None], Machine
 
     def make(sensors: list[str] | None) -> MachineDetector:
         return MachineDetector(sensors=sensors, warmup=warmup, settle=settle,
-                               learn_after_warmup=settings.anomaly_learn)
+                               learn_after_warmup=settings.anomaly_learn, watch=SERVICE_WATCH,
+                               model_version=MODEL_VERSION)
 
     return make
 

@@ -14,29 +14,35 @@ from dataclasses import dataclass
 from typing import Any
 
 from anomaly.machine import Verdict
+from anomaly.sensorwatch import SensorAlarm
 
 MachineId = tuple[str, str, str]
 MIN_SHARE = 0.005  # sensors with a smaller share of the score are left out of the event
 
 
-def event_id(mid: MachineId, model: str, kind: str, window_start: int) -> str:
-    """Stable, readable id of an episode: ``tenant/site/machine:model:kind:start_us``."""
-    return f"{mid[0]}/{mid[1]}/{mid[2]}:{model}:{kind}:{window_start}"
+def event_id(mid: MachineId, model: str, kind: str, window_start: int, sensor: str | None = None) -> str:
+    """Stable, readable id of an episode: ``tenant/site/machine:model:kind:start_us``; a
+    univariate episode names its sensor too (``...:univariate:sensor:start_us``)."""
+    where = f"{kind}:{sensor}" if sensor else kind
+    return f"{mid[0]}/{mid[1]}/{mid[2]}:{model}:{where}:{window_start}"
 
 
 def anomaly_event(
     mid: MachineId,
-    verdict: Verdict,
+    verdict: Verdict | SensorAlarm,
     window_start: int,
     window_end: int,
     values: Mapping[str, float],
     kind: str = "multivariate",
+    sensor: str | None = None,
 ) -> dict[str, Any]:
-    """An ``anomaly_event`` record for ``verdict`` (contributions sorted, largest first)."""
+    """An ``anomaly_event`` record for ``verdict`` (a :class:`Verdict`, or a per-sensor
+    :class:`~anomaly.sensorwatch.SensorAlarm` with ``kind='univariate'`` and its ``sensor``),
+    contributions sorted, largest first."""
     contrib = sorted(verdict.contributions.items(), key=lambda kv: kv[1], reverse=True)
     keep = [(k, s) for i, (k, s) in enumerate(contrib) if i == 0 or s >= MIN_SHARE]
     return {
-        "event_id": event_id(mid, verdict.model, kind, window_start),
+        "event_id": event_id(mid, verdict.model, kind, window_start, sensor),
         "tenant": mid[0], "site": mid[1], "machine": mid[2],
         "ts": verdict.ts_micros,
         "window_start": window_start,
@@ -64,7 +70,7 @@ class Episode:
     last_emit: int = 0
     last_on: int = 0
 
-    def step(self, v: Verdict, update_us: int) -> tuple[int, int] | None:
+    def step(self, v: Verdict | SensorAlarm, update_us: int) -> tuple[int, int] | None:
         """Feed one post-warm-up verdict; return ``(window_start, window_end)`` if it must
         be reported (open, periodic update or close), else None."""
         if v.is_anomaly:

@@ -28,6 +28,7 @@ from anomaly.detectors.base import Detector
 from anomaly.detectors.ewzscore import EWZScore
 from anomaly.detectors.mahalanobis import Mahalanobis
 from anomaly.detectors.threshold import AdaptiveThreshold
+from anomaly.sensorwatch import SensorAlarm, SensorWatch
 
 _LEARN_POLICIES = ("never", "normal", "always")
 # Templates (always cloned, never mutated). Chosen on SKAB, see anomaly.skab and the README.
@@ -57,6 +58,7 @@ class Verdict:
     missing: tuple[str, ...] = ()
     model: str = ""
     model_version: str = ""
+    sensor_alarms: tuple[SensorAlarm, ...] = ()
 
 
 class MachineDetector:
@@ -86,6 +88,10 @@ class MachineDetector:
         ``"never"``, ``"normal"`` or ``"always"`` (see module docstring).
     contributions
         ``"anomalous"`` (compute only for anomalous rows: cheaper) or ``"always"``.
+    watch
+        Optional :class:`~anomaly.sensorwatch.SensorWatch` template (cloned): per-sensor
+        drift / stuck / dropout channels, reported in ``Verdict.sensor_alarms``. It learns
+        from the warm-up rows and afterwards from the rows the learning policy learns.
 
     >>> md = MachineDetector(warmup=60, settle=10)
     >>> rows = [(i * 1_000_000, {"p": 1.0 + 0.01 * (i % 3), "t": 20.0}) for i in range(100)]
@@ -112,6 +118,7 @@ class MachineDetector:
         contributions: str = "anomalous",
         model_name: str | None = None,
         model_version: str = "1",
+        watch: SensorWatch | None = None,
     ) -> None:
         if learn_after_warmup not in _LEARN_POLICIES:
             raise ValueError(f"learn_after_warmup must be one of {_LEARN_POLICIES}")
@@ -136,6 +143,7 @@ class MachineDetector:
         parts = [type(d).__name__.lower() for d in (self.univariate, self.multivariate) if d]
         self.model_name = model_name or "+".join(parts)
         self.model_version = model_version
+        self.watch = watch.clone() if watch is not None else None
         self.n_rows = 0
         self._smoothed: dict[str, float] = {}
         self._buffer: list[dict[str, float]] | None = []
@@ -207,6 +215,7 @@ class MachineDetector:
         s, missing = self._smooth(x)
         i = self.n_rows
         self.n_rows = i + 1
+        watch = self.watch
         if i < self.warmup:
             su, sm = self._raw_scores(s)
             score = self._combine(su, sm)
@@ -214,8 +223,12 @@ class MachineDetector:
                 self._learn(s)
                 assert self._buffer is not None
                 self._buffer.append(dict(s))
+            if watch is not None:
+                watch.step(ts_micros, _finite(self._keys, x, missing), s, i >= self.settle, False)
             if self.n_rows == self.warmup:
                 self._calibrate()
+                if watch is not None:
+                    watch.end_warmup()
             return Verdict(
                 ts_micros, score, math.inf, False, False, True, {}, missing,
                 self.model_name, self.model_version,
@@ -228,13 +241,17 @@ class MachineDetector:
         thr = th.threshold
         on, changed = th.step(score)
         policy = self.learn_after_warmup
-        if policy == "always" or (policy == "normal" and not on and score <= thr):
+        learn = policy == "always" or (policy == "normal" and not on and score <= thr)
+        if learn:
             self._learn(s)
             th.learn(score)
         contrib = self._contrib(s) if (on or changed or self.contributions == "always") else {}
+        alarms: tuple[SensorAlarm, ...] = ()
+        if watch is not None:
+            alarms = tuple(watch.step(ts_micros, _finite(self._keys, x, missing), s, learn, True))
         return Verdict(
             ts_micros, score, thr, on, changed, False, contrib, missing,
-            self.model_name, self.model_version,
+            self.model_name, self.model_version, alarms,
         )
 
     def process_many(self, rows: Iterable[tuple[int, Mapping[str, float]]]) -> list[Verdict]:
@@ -268,8 +285,14 @@ class MachineDetector:
             multivariate_weight=self.multivariate_weight, threshold=self.threshold,
             calibration_q=self.calibration_q, learn_after_warmup=self.learn_after_warmup,
             contributions=self.contributions, model_name=self.model_name,
-            model_version=self.model_version,
+            model_version=self.model_version, watch=self.watch,
         )
+
+
+def _finite(keys: list[str] | None, x: Mapping[str, float], missing: tuple[str, ...]) -> dict[str, float]:
+    """The raw row of the machine's sensors without missing or non-finite readings."""
+    gone = set(missing)
+    return {k: x[k] for k in keys or () if k not in gone}
 
 
 def _quantile(sorted_values: list[float], q: float) -> float:

@@ -136,3 +136,53 @@ def format_report(res: dict[str, Any]) -> str:
         f"speed: {res['speed']['readings_per_s']:,.0f} readings/s",
     ]
     return "\n".join(lines)
+
+
+def run_seeds(new_detector: Callable[[list[str] | None], MachineDetector], seeds: Sequence[int],
+              **kw: Any) -> dict[str, Any]:
+    """:func:`run_sim` for several simulator seeds, with the means of the headline figures."""
+    runs = {seed: run_sim(new_detector, seed=seed, **kw) for seed in seeds}
+    delays = [r["delay_s_median"] for r in runs.values() if r["delay_s_median"] is not None]
+    mean = {
+        "detected": statistics.mean(r["detected"] for r in runs.values()),
+        "faults_scored": statistics.mean(r["faults_scored"] for r in runs.values()),
+        "sensor_hits": statistics.mean(r["sensor_hits"] for r in runs.values()),
+        "delay_s_median": statistics.mean(delays) if delays else None,
+        "false_alarms_per_machine_hour": statistics.mean(
+            r["false_alarms_per_machine_hour"] for r in runs.values()),
+        "readings_per_s": statistics.mean(r["speed"]["readings_per_s"] for r in runs.values()),
+    }
+    return {"seeds": list(seeds), "mean": mean, "runs": {str(k): v for k, v in runs.items()}}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: the service's detector (settings from PLANTSTREAM_* env) on several seeds."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    from anomaly.config import detector_factory
+    from plantstream.settings import Settings
+
+    ap = argparse.ArgumentParser(prog="python -m anomaly.simeval", description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", default="7,8,9", help="comma-separated simulator seeds")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2]
+                    / "bench/results/anomaly_sim_seeds.json")
+    args = ap.parse_args(argv)
+    res = run_seeds(detector_factory(Settings.from_env()), [int(s) for s in args.seeds.split(",")])
+    for seed, r in res["runs"].items():
+        print(f"== seed {seed}\n{format_report(r)}")
+    m = res["mean"]
+    print(f"== mean over seeds {res['seeds']}: detected {m['detected']:.2f}/{m['faults_scored']:.2f}, "
+          f"sensor right {m['sensor_hits']:.2f}, median delay {m['delay_s_median']} s, "
+          f"{m['false_alarms_per_machine_hour']:.2f} false alarms per machine-hour")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

@@ -31,6 +31,7 @@ class MachineState:
     detector: MachineDetector
     rows: RowAssembler = field(default_factory=RowAssembler)
     episode: Episode = field(default_factory=Episode)
+    sensor_episodes: dict[tuple[str, str], Episode] = field(default_factory=dict)  # (check, sensor)
     rows_since_snapshot: int = 0
     snapshot_at: float = field(default_factory=time.monotonic)
 
@@ -45,6 +46,13 @@ class MachineState:
         episode = self.episode
         for ts, x in rows:
             v = step(ts, x)
+            for a in v.sensor_alarms:
+                ep = self.sensor_episodes.get((a.check, a.sensor))
+                if ep is None:
+                    ep = self.sensor_episodes[(a.check, a.sensor)] = Episode()
+                window = ep.step(a, update_us)
+                if window is not None:
+                    events.append(anomaly_event(self.mid, a, window[0], window[1], x, "univariate", a.sensor))
             if v.warming_up or not (v.is_anomaly or v.state_changed):
                 continue
             window = episode.step(v, update_us)

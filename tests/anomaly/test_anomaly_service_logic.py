@@ -90,7 +90,7 @@ def test_snapshot_of_other_model_version_is_not_loaded() -> None:
         out = sc.handle(k, v, 0, off, snaps.get)
         snaps[k] = out.snapshot or snaps.get(k, b"")
     other = scorer()
-    other.model_version = "2"
+    other.model_version = sc.model_version + "-next"  # a version other than the writer's
     other.handle(*data[0], 0, 0, snaps.get)
     assert other.restored == 0 and other.created == 1
     assert sc.memory_report()["bytes_max"] < 1_000_000 and sc.drop_partitions({0}) == 1

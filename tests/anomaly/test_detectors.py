@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from anomaly.detectors import Detector, EWResidual, EWZScore, HSTDetector, Mahalanobis
+from anomaly.detectors import Detector, EWResidual, EWZScore, HSTDetector, Mahalanobis, ResidualDrift
 
 DETECTORS = [
     EWZScore(),
@@ -18,6 +18,9 @@ DETECTORS = [
     Mahalanobis(),
     Mahalanobis(n_components=2, rel_tol=0.005),
     HSTDetector(n_trees=5, height=6, window_size=50, seed=7),
+    Mahalanobis(n_components=2, refresh_every=25),
+    ResidualDrift(min_fit=100, refit_every=50),
+    ResidualDrift(),
 ]
 IDS = [repr(d) for d in DETECTORS]
 
@@ -112,7 +115,7 @@ def test_learn_and_score_do_not_mutate_input(template: Detector) -> None:
 
 
 def test_contributions_point_at_the_faulty_sensor() -> None:
-    for template in (EWZScore(), Mahalanobis(), EWResidual()):
+    for template in (EWZScore(), Mahalanobis(), EWResidual(), ResidualDrift(min_fit=100, refit_every=50)):
         det = trained(template, normal_stream(400))
         c = det.contributions_one({"flow": 30.0, "pressure": 2.0, "temp": 90.0})
         assert max(c, key=c.get) == "temp", template

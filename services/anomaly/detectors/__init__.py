@@ -4,8 +4,10 @@ Each detector learns from and scores one reading dict ``{sensor: value}`` at a t
 """
 
 from anomaly.detectors.base import Detector
+from anomaly.detectors.drift import ResidualDrift
 from anomaly.detectors.ewzscore import EWZScore
 from anomaly.detectors.forecast import EWResidual
+from anomaly.detectors.health import SensorHealth
 from anomaly.detectors.hst import HSTDetector
 from anomaly.detectors.mahalanobis import Mahalanobis
 from anomaly.detectors.threshold import AdaptiveThreshold
@@ -17,4 +19,6 @@ __all__ = [
     "EWZScore",
     "HSTDetector",
     "Mahalanobis",
+    "ResidualDrift",
+    "SensorHealth",
 ]

@@ -30,6 +30,10 @@ class Mahalanobis(Detector):
         Relative tolerance floor on each sensor's standard deviation (see ``EWZScore``).
     min_std
         Absolute standard-deviation floor.
+    refresh_every
+        Recompute the inverse / eigen-decomposition at most once per this many learned
+        readings (1 = after every one). A model that keeps learning online barely moves per
+        reading, and the refresh is the costly part (an ``eigh`` per reading).
 
     >>> import random
     >>> rng = random.Random(0)
@@ -47,8 +51,11 @@ class Mahalanobis(Detector):
         shrinkage: float = 0.05,
         rel_tol: float = 0.0,
         min_std: float = 1e-6,
+        refresh_every: int = 1,
     ) -> None:
         self.n_components = n_components
+        self.refresh_every = refresh_every
+        self._stale = 0
         self.shrinkage = shrinkage
         self.rel_tol = rel_tol
         self.min_std = min_std
@@ -76,7 +83,10 @@ class Mahalanobis(Detector):
         delta = v - self._mean
         self._mean += delta / self._n
         self._comoment += np.outer(delta, v - self._mean)
-        self._cache = None
+        self._stale = getattr(self, "_stale", 0) + 1
+        if self._stale >= getattr(self, "refresh_every", 1) or self._n < 3:
+            self._cache = None
+            self._stale = 0
 
     def _model(self) -> tuple:
         if self._cache is None:
