@@ -20,9 +20,11 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from plantstream.consumerlag import ConsumerLagMeter
 from plantstream.kafka import Output, consumer_config, next_offsets, producer_config, transactional_id
 from plantstream.metrics import ServiceMetrics
 from plantstream.settings import Settings
+from plantstream.telemetry import trace_written
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +137,11 @@ def run_processor(
         on_revoke=lambda _c, parts: _on_revoke(processor, parts),
     )
     last_input = time.monotonic()
+    lag = ConsumerLagMeter(metrics)
     try:
         while not stop.stopping:
             msgs = _check(consumer.consume(batch_size, poll_timeout))
+            lag.maybe_update(consumer)
             if not msgs:
                 if idle_exit_after is not None and time.monotonic() - last_input > idle_exit_after:
                     break
@@ -227,9 +231,11 @@ def run_sink(
 
     def flush() -> None:
         started = time.perf_counter()
+        started_ns = time.time_ns()
         sink.write(pending)
         consumer.commit(offsets=next_offsets(pending), asynchronous=False)
         metrics.batch(len(pending), [], time.perf_counter() - started)
+        trace_written(f"{sink.name}.write", pending, started_ns)
         pending.clear()
 
     def on_assign(c: Consumer, parts: list[TopicPartition]) -> None:
@@ -249,9 +255,11 @@ def run_sink(
 
     consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke)
 
+    lag = ConsumerLagMeter(metrics)
     try:
         while not stop.stopping:
             msgs = _check(consumer.consume(batch_size - len(pending), poll_timeout))
+            lag.maybe_update(consumer)
             now = time.monotonic()
             if msgs:
                 if not pending:

@@ -38,6 +38,29 @@ def _str(name: str, default: str) -> str:
     return default if raw is None or raw == "" else raw
 
 
+METRICS_PORT_AUTO = -1
+
+
+def _metrics_port() -> int:
+    if os.environ.get("PLANTSTREAM_METRICS_PORT", "").strip().lower() == "auto":
+        return METRICS_PORT_AUTO
+    port = _int("PLANTSTREAM_METRICS_PORT", 0)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"PLANTSTREAM_METRICS_PORT={port} is not a port; use 0 (off), auto or 1-65535")
+    return port
+
+
+def _on_off(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("on", "1", "true", "yes"):
+        return True
+    if raw in ("off", "0", "false", "no"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is neither on nor off; unset it or set on/off")
+
+
 # name, default, meaning: the README's configuration table is generated from this list.
 DOCUMENTED: list[tuple[str, str, str]] = [
     ("PLANTSTREAM_HOME", "./.local", "Folder for local state: broker data, embedded ClickHouse, logs, pid files."),
@@ -67,7 +90,8 @@ DOCUMENTED: list[tuple[str, str, str]] = [
     ("PLANTSTREAM_LOG_LEVEL", "INFO", "Log level."),
     ("PLANTSTREAM_LOG_FORMAT", "json", "`json` (one object a line) or `text`."),
     ("PLANTSTREAM_INSTANCE", "$HOSTNAME-$PID", "Name of this service copy in logs, metrics and transactional ids."),
-    ("PLANTSTREAM_METRICS_PORT", "0", "Port of the Prometheus metrics endpoint (0: off)."),
+    ("PLANTSTREAM_METRICS_PORT", "0", "Port of the Prometheus metrics endpoint (0: off; `auto`: a free port). Each copy writes its port to `$PLANTSTREAM_HOME/run/<instance>.metrics`; the supervisor gives copies of a numeric base port `base + 10 * service index + copy`."),
+    ("PLANTSTREAM_TRACES", "on", "`off` disables tracing (no spans, no trace headers on Kafka records)."),
     ("PLANTSTREAM_ANOMALY_WARMUP", "400", "Rows (one timestamp of a machine) the anomaly detector learns from before it may alarm."),
     ("PLANTSTREAM_ANOMALY_LEARN", "normal", "Keep learning after warm-up: `never`, `normal` (rows judged normal) or `always`."),
     ("PLANTSTREAM_ANOMALY_UPDATE_SECONDS", "60", "While an anomaly lasts, re-emit its event every this many seconds of sample time."),
@@ -107,7 +131,8 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
-    metrics_port: int = 0
+    metrics_port: int = 0  # METRICS_PORT_AUTO (-1): any free port
+    traces: bool = True
     otlp_endpoint: str | None = None
     anomaly_warmup: int = 400
     anomaly_learn: str = "normal"
@@ -149,7 +174,8 @@ class Settings:
             log_level=_str("PLANTSTREAM_LOG_LEVEL", "INFO").upper(),
             log_format=_str("PLANTSTREAM_LOG_FORMAT", "json"),
             instance=_str("PLANTSTREAM_INSTANCE", f"{socket.gethostname()}-{os.getpid()}"),
-            metrics_port=_int("PLANTSTREAM_METRICS_PORT", 0),
+            metrics_port=_metrics_port(),
+            traces=_on_off("PLANTSTREAM_TRACES", True),
             otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             anomaly_warmup=_int("PLANTSTREAM_ANOMALY_WARMUP", 400),
             anomaly_learn=_str("PLANTSTREAM_ANOMALY_LEARN", "normal"),

@@ -61,6 +61,22 @@ def status(settings: Settings) -> list[ServiceProcess]:
     return out
 
 
+def metrics_port_for(base: str, service: str, copy: int) -> int | None:
+    """A numeric ``PLANTSTREAM_METRICS_PORT`` is a base: copy ``c`` of the i-th service serves on
+    ``base + 10 * i + c``, so every copy on one host gets its own, predictable port (0, auto and
+    unset are passed through: off, or a free port written to ``run/<service>-<copy>.metrics``)."""
+    try:
+        n = int(base)
+    except ValueError:
+        return None
+    if n <= 0:
+        return None
+    if copy >= 10:
+        raise PlantstreamError(f"metrics ports are base + 10 * service + copy: copy {copy} of {service} "
+                               "needs PLANTSTREAM_METRICS_PORT=auto")
+    return n + 10 * SERVICES.index(service) + copy
+
+
 def start(settings: Settings, service: str, copy: int = 0, env: dict[str, str] | None = None) -> int:
     if service not in SERVICES:
         raise PlantstreamError(f"unknown service {service!r}; choose from {', '.join(SERVICES)}")
@@ -75,6 +91,9 @@ def start(settings: Settings, service: str, copy: int = 0, env: dict[str, str] |
     child_env = dict(env or os.environ)
     child_env.setdefault("PLANTSTREAM_HOME", str(settings.home))
     child_env["PLANTSTREAM_INSTANCE"] = f"{service}-{copy}"
+    port = metrics_port_for(child_env.get("PLANTSTREAM_METRICS_PORT", ""), service, copy)
+    if port is not None:
+        child_env["PLANTSTREAM_METRICS_PORT"] = str(port)
     with logfile.open("ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", service], stdout=log, stderr=log,
                                 env=child_env, start_new_session=True)

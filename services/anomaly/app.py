@@ -25,11 +25,14 @@ from typing import Any
 
 import faust
 from faust.types import TP
+from opentelemetry import trace
+from opentelemetry.trace import Tracer
 
 from anomaly.scorer import Scorer
-from plantstream.kafka import Output
+from plantstream.kafka import Output, faust_group_options
 from plantstream.metrics import ServiceMetrics
 from plantstream.settings import Settings
+from plantstream.telemetry import batch_attributes, inject_headers, kafka_attributes, message_span
 from plantstream.topics import ANOMALIES, ANOMALY_MODELS, READINGS_REJECTED, READINGS_VALID
 
 log = logging.getLogger(__name__)
@@ -49,8 +52,10 @@ def broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{hp.strip()}" for hp in bootstrap.split(",") if hp.strip()]
 
 
-def build_app(settings: Settings, scorer: Scorer, metrics: ServiceMetrics) -> faust.App:
+def build_app(settings: Settings, scorer: Scorer, metrics: ServiceMetrics,
+              tracer: Tracer | None = None) -> faust.App:
     """A faust app wired to ``scorer``; run it with ``anomaly.service.run_worker``."""
+    tracer = tracer or trace.get_tracer("plantstream.anomaly")
     datadir = settings.home / "anomaly" / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -66,6 +71,7 @@ def build_app(settings: Settings, scorer: Scorer, metrics: ServiceMetrics) -> fa
         consumer_auto_offset_reset="earliest",
         broker_commit_every=1000,
         broker_commit_interval=2.0,
+        **faust_group_options(),
         producer_acks=-1,
         producer_max_request_size=4 * 1024 * 1024,
         table_standby_replicas=0,
@@ -90,20 +96,27 @@ def build_app(settings: Settings, scorer: Scorer, metrics: ServiceMetrics) -> fa
             t0 = time.perf_counter()
             msg = event.message
             key = event.key
-            try:
-                out = scorer.handle(key, event.value, msg.partition, msg.offset, lookup)
-            except Exception as exc:  # a bug must not stop the machine's stream: dead-letter it
-                log.exception("scoring failed; message dead-lettered",
-                              extra={"partition": msg.partition, "offset": msg.offset})
-                out = scorer.failed(event.value, msg.partition, msg.offset, exc)
-            key = out.key or key
-            outputs = [Output(sink_name, key, v) for v in out.events]
-            for value in out.events:
-                await sink.send(key=key, value=value, partition=msg.partition)
-            if out.dead_letter is not None:
-                dl = out.dead_letter
-                outputs.append(dl)
-                await rejected.send(key=dl.key, value=dl.value, headers=dl.headers, partition=msg.partition)
+            with message_span(tracer, "anomaly.score", msg.headers,
+                              kafka_attributes(msg.topic, msg.partition, msg.offset)
+                              | batch_attributes(event.value)) as span:
+                try:
+                    out = scorer.handle(key, event.value, msg.partition, msg.offset, lookup)
+                except Exception as exc:  # a bug must not stop the machine's stream: dead-letter it
+                    log.exception("scoring failed; message dead-lettered",
+                                  extra={"partition": msg.partition, "offset": msg.offset})
+                    out = scorer.failed(event.value, msg.partition, msg.offset, exc)
+                key = out.key or key
+                outputs = [Output(sink_name, key, v) for v in out.events]
+                if out.events:
+                    span.set_attribute("plantstream.anomaly_events", len(out.events))
+                    headers = inject_headers()
+                    for value in out.events:
+                        await sink.send(key=key, value=value, partition=msg.partition, headers=headers)
+                if out.dead_letter is not None:
+                    dl = out.dead_letter
+                    outputs.append(dl)
+                    await rejected.send(key=dl.key, value=dl.value, headers=dl.headers,
+                                        partition=msg.partition)
             if out.snapshot is not None:
                 models[key] = out.snapshot
             metrics.batch(1, outputs, time.perf_counter() - t0)

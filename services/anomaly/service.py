@@ -14,11 +14,13 @@ from anomaly.app import build_app, report_memory
 from anomaly.config import detector_factory, scorer_config
 from anomaly.scorer import Scorer
 from plantstream.assets import AssetFollower
+from plantstream.consumerlag import watch_faust_lag
 from plantstream.deadletter import DeadLetters
 from plantstream.kafka import check_broker, create_topics
 from plantstream.logs import setup_logging
 from plantstream.metrics import ServiceMetrics, serve
 from plantstream.settings import Settings
+from plantstream.telemetry import flush_tracing, setup_tracing
 from plantstream.topics import ANOMALIES, ANOMALY_MODELS, ASSETS, READINGS_REJECTED, READINGS_VALID
 
 SERVICE = "anomaly"
@@ -42,12 +44,14 @@ def main() -> None:
     check_broker(s)
     # Idempotent: normally done by `plantstream topics create`; faust may not declare topics.
     create_topics(s, [READINGS_VALID, ANOMALIES, READINGS_REJECTED, ANOMALY_MODELS, ASSETS])
-    serve(s.metrics_port)
+    tracer = setup_tracing(SERVICE, s)
+    serve(s, SERVICE)
     follower = AssetFollower(s).start()
     metrics = ServiceMetrics(SERVICE)
     scorer = Scorer(detector_factory(s), scorer_config(s), DeadLetters(s, SERVICE, metrics),
                     READINGS_VALID.physical(s), registry=follower.registry)
-    app = build_app(s, scorer, metrics)
+    app = build_app(s, scorer, metrics, tracer)
+    watch_faust_lag(app, metrics)
     log.info("anomaly service starting", extra={
         "model": scorer.model, "model_version": scorer.model_version, "warmup": s.anomaly_warmup,
         "learn": s.anomaly_learn, "machines_in_registry": len(follower.registry)})
@@ -57,3 +61,4 @@ def main() -> None:
     finally:
         report_memory(scorer)
         follower.stop()
+        flush_tracing()

@@ -20,7 +20,7 @@ def main() -> None:
     s = Settings.from_env()
     log = setup_logging("archival", s.log_level, s.log_format)
     setup_tracing("archival", s)
-    serve(s.metrics_port)
+    serve(s, "archival")
     stop = StopFlag().install()
     writer = connect(s.clickhouse_url)
     applied = migrate(writer, ttl_days=s.clickhouse_ttl_days)

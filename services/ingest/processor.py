@@ -18,7 +18,13 @@ from plantstream.kafka import Output
 from plantstream.metrics import ServiceMetrics
 from plantstream.runner import Processor
 from plantstream.settings import Settings
-from plantstream.telemetry import extract_context
+from plantstream.telemetry import (
+    batch_attributes,
+    kafka_attributes,
+    key_attributes,
+    message_span,
+    set_attributes,
+)
 from plantstream.topics import GATEWAY_READINGS, READINGS_NORMALIZED
 
 
@@ -39,12 +45,17 @@ class IngestProcessor(Processor):
         now_us = time.time_ns() // 1000
         outs: list[Output] = []
         normalize = self.normalizer.normalize
+        out_topic = self.normalizer.out_topic
         for msg in messages:
             src = Source.of(msg)
-            with self.tracer.start_as_current_span(
-                    "ingest.batch", context=extract_context(src.headers),
-                    attributes={"kafka.partition": src.partition, "kafka.offset": src.offset}):
-                outs.extend(normalize(src, now_us))
+            with message_span(self.tracer, "ingest.batch", src.headers,
+                              kafka_attributes(src.topic, src.partition, src.offset)
+                              | key_attributes(msg.key())):
+                produced = normalize(src, now_us)
+                for out in produced:
+                    if out.topic == out_topic:  # batch id and readings kept, from the output's header
+                        set_attributes(batch_attributes(out.value))
+                outs.extend(produced)
         outs.extend(self.seen.changelog(now_us))
         return outs
 

@@ -16,7 +16,7 @@ def main() -> None:
     settings = Settings.from_env()
     log = setup_logging("ingest", settings.log_level, settings.log_format)
     tracer = setup_tracing("ingest", settings)
-    serve(settings.metrics_port)
+    serve(settings, "ingest")
     stop = StopFlag().install()
     follower = AssetFollower(settings).start()
     metrics = ServiceMetrics("ingest")

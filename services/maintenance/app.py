@@ -25,6 +25,8 @@ from typing import Any
 
 import faust
 from faust.types import TP
+from opentelemetry import trace
+from opentelemetry.trace import Tracer
 
 from maintenance.lifecycle import Emission, Policy
 from maintenance.machine import MachineState, RuleSet
@@ -34,11 +36,17 @@ from plantstream.assets import AssetRegistry
 from plantstream.avro import AvroCodec
 from plantstream.deadletter import DeadLetters, Source
 from plantstream.errors import DecodeError
-from plantstream.kafka import Output
+from plantstream.kafka import Output, faust_group_options
 from plantstream.metrics import ServiceMetrics
 from plantstream.notify import Notifier, NotifyConfig
 from plantstream.settings import Settings
-from plantstream.telemetry import inject_headers
+from plantstream.telemetry import (
+    batch_attributes,
+    inject_headers,
+    kafka_attributes,
+    key_attributes,
+    message_span,
+)
 from plantstream.topics import (
     ALERT_COMMANDS,
     ALERTS,
@@ -67,6 +75,7 @@ class Runtime:
     notify: NotifyConfig
     metrics: ServiceMetrics
     codec: AvroCodec
+    tracer: Tracer | None = None
 
 
 def app_id(settings: Settings) -> str:
@@ -92,6 +101,7 @@ def build_app(settings: Settings, rt: Runtime) -> faust.App:
         topic_replication_factor=settings.replication,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        **faust_group_options(),
         producer_acks=-1,
         table_standby_replicas=0,
         key_serializer="raw",
@@ -111,6 +121,7 @@ def build_app(settings: Settings, rt: Runtime) -> faust.App:
                             changelog_topic=changelog, key_type=bytes, value_type=bytes)
     app.tables.add(machines)
     dead = DeadLetters(settings, "maintenance", rt.metrics, rt.codec)
+    tracer = rt.tracer or trace.get_tracer("plantstream.maintenance")
     lock = asyncio.Lock()
     ready: list[bool] = []  # logged once: state recovered and partitions owned
 
@@ -126,6 +137,7 @@ def build_app(settings: Settings, rt: Runtime) -> faust.App:
             "active_alerts": active, "taken_at": now_us(), "state": state.dumps()})
         with machines.pinned(state.partition):
             machines[key] = value
+        rt.metrics.open_alerts(key, active)
 
     async def publish(key: bytes, partition: int, emissions: list[Emission]) -> list[Output]:
         sent = []
@@ -148,18 +160,19 @@ def build_app(settings: Settings, rt: Runtime) -> faust.App:
                                              "offset": msg.offset})
         await rejected.send(key=out.key, value=out.value, partition=msg.partition, headers=out.headers)
 
-    async def handle(msg: Any) -> None:
+    async def handle(msg: Any) -> list[Output]:
+        """Apply one input message; returns the alert revisions it produced."""
         try:
             record = rt.codec.decode(msg.value or b"", schema_of[msg.topic])
         except DecodeError as exc:
             what = schema_of[msg.topic]
             await reject(msg, exc.reason, f"maintenance cannot read this {what}: {exc.detail}")
-            return
+            return []
         ids = (record["tenant"], record["site"], record["machine"])
         key = machine_key(*ids)
         state = load(key) or MachineState(*ids, partition=msg.partition)
         if not state.fresh(msg.topic, msg.offset):
-            return  # redelivered: already applied
+            return []  # redelivered: already applied
         now = now_us()
         kind = schema_of[msg.topic]
         if kind == "reading_batch":
@@ -174,13 +187,20 @@ def build_app(settings: Settings, rt: Runtime) -> faust.App:
                 emissions = []
         sent = await publish(key, state.partition, emissions)
         store(key, state)
-        rt.metrics.batch(1, sent, 0.0)
+        return sent
 
     @app.agent(inputs, name="machines")
     async def process(stream: Any) -> None:
         async for event in stream.events():
+            msg = event.message
             async with lock:
-                await handle(event.message)
+                t0 = time.perf_counter()
+                attrs = kafka_attributes(msg.topic, msg.partition, msg.offset) | key_attributes(msg.key)
+                if msg.topic == source_topic:
+                    attrs |= batch_attributes(msg.value)
+                with message_span(tracer, "maintenance.apply", msg.headers, attrs):
+                    sent = await handle(msg)
+                rt.metrics.batch(1, sent, time.perf_counter() - t0)
 
     @app.timer(settings.alert_tick_seconds)
     async def tick() -> None:
@@ -210,12 +230,16 @@ def build_app(settings: Settings, rt: Runtime) -> faust.App:
             reason = _header(event.message.headers, NOTIFY_HEADER)
             if reason is None or not rt.notify.routes:
                 continue
-            try:
-                alert = rt.codec.decode(event.message.value, "alert_event")
-            except DecodeError as exc:
-                log.error("unreadable alert on the alerts topic", extra={"error": str(exc)})
-                continue
-            await notifier.notify(alert, reason)
+            msg = event.message
+            with message_span(tracer, "maintenance.notify", msg.headers,
+                              kafka_attributes(msg.topic, msg.partition, msg.offset)
+                              | key_attributes(msg.key)):
+                try:
+                    alert = rt.codec.decode(msg.value, "alert_event")
+                except DecodeError as exc:
+                    log.error("unreadable alert on the alerts topic", extra={"error": str(exc)})
+                    continue
+                await notifier.notify(alert, reason)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned: set[TP], **_: Any) -> None:
@@ -232,7 +256,7 @@ def build_app(settings: Settings, rt: Runtime) -> faust.App:
 
 async def _send_attempt(topic: Any, codec: AvroCodec, record: dict[str, Any]) -> None:
     value = codec.encode("notification_attempt", record)
-    fut = await topic.send(key=record["alert_id"].encode(), value=value)
+    fut = await topic.send(key=record["alert_id"].encode(), value=value, headers=inject_headers())
     await fut
     log.info("notification attempt", extra={k: record[k] for k in ("attempt_id", "outcome", "detail")})
 

@@ -13,20 +13,22 @@ from maintenance.machine import RuleSet
 from maintenance.rules import ClockSkew, LimitRule, NoData, PersistentAnomaly, StuckSensor, TrendToLimit
 from plantstream.assets import AssetFollower
 from plantstream.avro import AvroCodec
+from plantstream.consumerlag import watch_faust_lag
 from plantstream.errors import PlantstreamError
 from plantstream.kafka import check_broker, create_topics
 from plantstream.logs import setup_logging
 from plantstream.metrics import ServiceMetrics, serve
 from plantstream.notify import NotifyConfig, load_notify_config
 from plantstream.settings import Settings
-from plantstream.telemetry import setup_tracing
+from plantstream.telemetry import flush_tracing, setup_tracing
 from plantstream.topics import MAINTENANCE_MACHINES
 
 
 def rules_from(settings: Settings) -> RuleSet:
     horizon = settings.trend_horizon_hours
     return RuleSet(
-        reading_rules=(LimitRule(), TrendToLimit(horizon_h=horizon, critical_horizon_h=horizon / 6),
+        reading_rules=(LimitRule(hold_s=2 * settings.alert_quiet_seconds),
+                       TrendToLimit(horizon_h=horizon, critical_horizon_h=horizon / 6),
                        StuckSensor(), NoData(max_silence_s=settings.no_data_seconds),
                        ClockSkew(max_skew_s=settings.clock_skew_seconds)),
         anomaly_rule=PersistentAnomaly(),
@@ -45,7 +47,7 @@ def main() -> None:
     settings = Settings.from_env()
     log = setup_logging("maintenance", settings.log_level, settings.log_format)
     try:
-        setup_tracing("maintenance", settings)
+        tracer = setup_tracing("maintenance", settings)
         check_broker(settings)
         create_topics(settings, [MAINTENANCE_MACHINES])  # the changelog, if the catalog was created earlier
         notify = load_notify_config(settings.notify_config)
@@ -53,10 +55,11 @@ def main() -> None:
     except PlantstreamError as exc:
         log.error("cannot start", extra={"error": str(exc)})
         sys.exit(2)
-    serve(settings.metrics_port)
+    serve(settings, "maintenance")
     rt = Runtime(registry=follower.registry, rules=rules_from(settings), policy=policy_from(settings, notify),
-                 notify=notify, metrics=ServiceMetrics("maintenance"), codec=AvroCodec())
+                 notify=notify, metrics=ServiceMetrics("maintenance"), codec=AvroCodec(), tracer=tracer)
     app = build_app(settings, rt)
+    watch_faust_lag(app, rt.metrics)
     log.info("starting", extra={"app_id": app.conf.id, "routes": len(notify.routes),
                                 "escalation": sorted(notify.escalation)})
     worker = Worker(app, loglevel=settings.log_level, override_logging=False, redirect_stdouts=False,
@@ -65,3 +68,4 @@ def main() -> None:
         worker.execute_from_commandline()
     finally:
         follower.stop()
+        flush_tracing()

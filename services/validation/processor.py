@@ -21,7 +21,7 @@ from plantstream.metrics import ServiceMetrics
 from plantstream.readingbatch import ReadingBatchView, decode_readings
 from plantstream.runner import Processor
 from plantstream.settings import Settings
-from plantstream.telemetry import extract_context, inject_headers
+from plantstream.telemetry import inject_headers, kafka_attributes, message_span, set_attributes
 from plantstream.topics import READINGS_NORMALIZED, READINGS_VALID, machine_key
 from validation.checks import REASONS, SensorTable, check_batch, explain, sensor_table
 from validation.state import SensorClock
@@ -61,9 +61,8 @@ class ValidationProcessor(Processor):
         outs: list[Output] = []
         for msg in messages:
             src = Source.of(msg)
-            with self.tracer.start_as_current_span(
-                    "validation.batch", context=extract_context(src.headers),
-                    attributes={"kafka.partition": src.partition, "kafka.offset": src.offset}):
+            with message_span(self.tracer, "validation.batch", src.headers,
+                              kafka_attributes(src.topic, src.partition, src.offset)):
                 self._validate(src, now_us, outs)
         outs.extend(self.clock.changelog(now_us))
         return outs
@@ -75,6 +74,9 @@ class ValidationProcessor(Processor):
             outs.append(self.dead.make(src, exc.reason, exc.detail, now_us=now_us))
             return
         mid = (view.tenant, view.site, view.machine)
+        set_attributes({"plantstream.tenant": view.tenant, "plantstream.site": view.site,
+                        "plantstream.machine": view.machine, "plantstream.batch_id": view.batch_id,
+                        "plantstream.readings": len(view)})
         who = {"tenant": view.tenant, "site": view.site, "machine": view.machine, "now_us": now_us}
         table = self._table(mid)
         if table is None:

@@ -16,7 +16,7 @@ def main() -> None:
     settings = Settings.from_env()
     log = setup_logging("validation", settings.log_level, settings.log_format)
     tracer = setup_tracing("validation", settings)
-    serve(settings.metrics_port)
+    serve(settings, "validation")
     stop = StopFlag().install()
     follower = AssetFollower(settings).start()
     metrics = ServiceMetrics("validation")

@@ -9,9 +9,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import trace
+
 from plantstream.gateway.contract import encode_gateway_batch
 from plantstream.kafka import Output, ReliableProducer
 from plantstream.settings import Settings
+from plantstream.telemetry import inject_headers, root_span
 from plantstream.topics import GATEWAY_READINGS, machine_key
 
 TimedBatches = Iterable[tuple[dict[str, Any], float | None]]
@@ -52,6 +55,7 @@ def send_batches(settings: Settings, batches: TimedBatches, *, fmt: str = "avro"
     ``acked`` is exact."""
     producer = producer or ReliableProducer(settings)
     topic = GATEWAY_READINGS.physical(settings)
+    tracer = trace.get_tracer("plantstream.gateway")  # a no-op unless this process set up tracing
     report = SendReport()
     next_progress = report.started + progress_every
     try:
@@ -62,8 +66,13 @@ def send_batches(settings: Settings, batches: TimedBatches, *, fmt: str = "avro"
                     producer.poll(min(wait, 0.1))
                     wait = report.started + due - time.monotonic()
             value, headers = encode_gateway_batch(batch, fmt)
-            producer.produce(Output(topic, machine_key(batch["tenant"], batch["site"], batch["machine"]),
-                                    value, headers))
+            # the trace of this batch starts here (ingest starts it when nothing is injected)
+            with root_span(tracer, "gateway.send", {
+                    "plantstream.tenant": batch["tenant"], "plantstream.site": batch["site"],
+                    "plantstream.machine": batch["machine"], "plantstream.batch_id": batch["batch_id"],
+                    "plantstream.readings": len(batch["readings"]), "kafka.topic": topic}):
+                producer.produce(Output(topic, machine_key(batch["tenant"], batch["site"], batch["machine"]),
+                                        value, inject_headers(headers)))
             report.batches += 1
             report.readings += len(batch["readings"])
             report.bytes += len(value)
