@@ -120,13 +120,7 @@ def collect(settings: Settings, expect_readings: int, timeout: float = 90) -> Ou
     """Read gateway.readings, readings.valid and readings.rejected and account for every
     sent reading; waits until the fates cover ``expect_readings`` readings (or times out)."""
     codec = AvroCodec()
-    gw = read_topic(settings, GATEWAY_READINGS.physical(settings), idle=2)
-    sent: dict[tuple[int, int], dict[str, Any] | None] = {}
-    for m in gw:
-        try:
-            sent[(m.partition(), m.offset())] = decode_gateway_message(m.value(), m.headers())
-        except Exception:  # noqa: BLE001 - undecodable on purpose
-            sent[(m.partition(), m.offset())] = None
+    sent = sent_messages(settings)
     deadline = time.monotonic() + timeout
     while True:
         out = _account(settings, codec, sent)
@@ -136,7 +130,31 @@ def collect(settings: Settings, expect_readings: int, timeout: float = 90) -> Ou
         time.sleep(1)
 
 
+def sent_messages(settings: Settings) -> dict[tuple[int, int], dict[str, Any] | None]:
+    """Every message on gateway.readings by (partition, offset): its decoded batch, or None
+    when it cannot be decoded (bad input sent on purpose)."""
+    sent: dict[tuple[int, int], dict[str, Any] | None] = {}
+    for m in read_topic(settings, GATEWAY_READINGS.physical(settings), idle=2):
+        try:
+            sent[(m.partition(), m.offset())] = decode_gateway_message(m.value(), m.headers())
+        except Exception:  # noqa: BLE001 - undecodable on purpose
+            sent[(m.partition(), m.offset())] = None
+    return sent
+
+
 def _account(settings: Settings, codec: AvroCodec, sent: dict) -> Outcome:
+    dead = [codec.decode(m.value(), "dead_letter")
+            for m in read_topic(settings, READINGS_REJECTED.physical(settings), idle=2)]
+    valid = [r["reading_id"] for m in read_topic(settings, READINGS_VALID.physical(settings), idle=2)
+             for r in codec.decode(m.value(), "reading_batch")["readings"]]
+    return account(sent, GATEWAY_READINGS.physical(settings), dead, valid)
+
+
+def account(sent: dict[tuple[int, int], dict[str, Any] | None], gw_topic: str,
+            dead: list[dict[str, Any]], valid_ids: list[str]) -> Outcome:
+    """The fate of every sent reading, from the dead letters (dicts with the dead_letter
+    fields) and the reading ids that came out valid, wherever they were read (Kafka topics
+    or ClickHouse tables)."""
     out = Outcome(sent)
     by_batch: dict[str, list[tuple[int, int]]] = {}
     for (p, o), b in sent.items():
@@ -145,11 +163,9 @@ def _account(settings: Settings, codec: AvroCodec, sent: dict) -> Outcome:
             out.fates[(p, o, i if b else -1)] = []
         if b:
             by_batch.setdefault(b["batch_id"], []).append((p, o))
-    gw_topic = GATEWAY_READINGS.physical(settings)
     whole: set[tuple[int, int]] = set()
     per_reading_ids: list[tuple[str, str]] = []
-    for m in read_topic(settings, READINGS_REJECTED.physical(settings), idle=2):
-        d = codec.decode(m.value(), "dead_letter")
+    for d in dead:
         out.dead.append(d)
         if d["source_topic"] == gw_topic:
             p, o, idx = d["source_partition"], d["source_offset"], int(d["id"].rsplit(":", 1)[1])
@@ -163,10 +179,9 @@ def _account(settings: Settings, codec: AvroCodec, sent: dict) -> Outcome:
         else:  # validation: per-reading dead letters carry the Avro Reading
             assert d["id"].rsplit(":", 1)[1] != "-1", d
             per_reading_ids.append((reading_id_of(d["original"]), f"dead:{d['reason']}"))
-    for m in read_topic(settings, READINGS_VALID.physical(settings), idle=2):
-        for r in codec.decode(m.value(), "reading_batch")["readings"]:
-            out.valid_ids[r["reading_id"]] += 1
-            per_reading_ids.append((r["reading_id"], "valid"))
+    for rid in valid_ids:
+        out.valid_ids[rid] += 1
+        per_reading_ids.append((rid, "valid"))
     for rid, fate in per_reading_ids:
         batch_id, _, idx = rid.rpartition(":")
         accepted = [po for po in by_batch.get(batch_id, []) if po not in whole]

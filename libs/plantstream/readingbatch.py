@@ -2,7 +2,7 @@
 
 fastavro builds a dict per reading (about 2 µs each way here); ingest and validation only
 need columns. This module writes and reads the same bytes (Avro single-object encoding of
-the latest ``reading_batch`` schema) column-wise:
+the latest ``reading_batch`` schema, v2 with the gateway's ``sent_at``) column-wise:
 
 - :func:`encode_readings` assembles the record from pre-encoded pieces, with timestamps and
   values encoded for the whole batch at once in numpy.
@@ -17,8 +17,10 @@ re-encoded once. The module checks at import that the schema still has the shape
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
 
 import numpy as np
 
@@ -29,7 +31,7 @@ from plantstream.schemas import default_registry
 _SCHEMA = default_registry().latest("reading_batch")
 _HEADER = MAGIC + struct.pack("<Q", _SCHEMA.fingerprint)
 _EXPECTED = (("batch_id", "string"), ("tenant", "string"), ("site", "string"), ("machine", "string"),
-             ("gateway", "string"), ("ingest_time", "long"),
+             ("gateway", "string"), ("ingest_time", "long"), ("sent_at", ("null", "long")),
              ("readings", (("reading_id", "string"), ("sensor", "string"), ("ts", "long"),
                            ("value", "double"), ("unit", "string"), ("quality", "int"))))
 
@@ -40,6 +42,8 @@ def _shape(fields: list[dict]) -> tuple:
         t = f["type"]
         if isinstance(t, dict) and t.get("type") == "array":
             out.append((f["name"], _shape(t["items"]["fields"])))
+        elif isinstance(t, list):
+            out.append((f["name"], tuple(x["type"] if isinstance(x, dict) else x for x in t)))
         else:
             out.append((f["name"], t["type"] if isinstance(t, dict) else t))
     return tuple(out)
@@ -56,7 +60,10 @@ _SPREAD = ((_U64(0xFFFFFFF), _U64(0xFFFFFFF0000000), _U64(4)),
 _CONT = _U64(0x0080808080808080)
 _EIGHT_LO, _EIGHT_HI = 1 << 49, 1 << 56  # zigzag values whose varint is exactly 8 bytes
 _TSVAL = np.dtype([("t", "<u8"), ("v", "<f8")])
-_AR8 = np.arange(8)
+_AR16 = np.arange(16)
+_HIGH_BITS = _U64(0x8080808080808080)
+_ONE, _ZERO = _U64(1), _U64(0)
+_GATHER = tuple((keep, move << shift, shift) for keep, move, shift in reversed(_SPREAD))
 
 
 def long_bytes(n: int) -> bytes:
@@ -88,7 +95,7 @@ def quality_bytes(q: int) -> bytes:
 def _ts_value_pieces(ts: list[int], values: list[float]) -> list[bytes]:
     """Encoded ``ts`` + ``value`` of each reading; the common 8-byte timestamp case in numpy."""
     n = len(ts)
-    t = np.array(ts, dtype=np.int64)
+    t = np.asarray(ts, dtype=np.int64)
     z = ((t << 1) ^ (t >> 63)).view(np.uint64)
     if n and int(z.min()) >= _EIGHT_LO and int(z.max()) < _EIGHT_HI:
         for keep, move, shift in _SPREAD:
@@ -99,38 +106,37 @@ def _ts_value_pieces(ts: list[int], values: list[float]) -> list[bytes]:
         blob = rows.tobytes()
         return [blob[i:i + 16] for i in range(0, 16 * n, 16)]
     pack = struct.Struct("<d").pack
-    return [long_bytes(x) + pack(v) for x, v in zip(ts, values, strict=True)]
+    return [long_bytes(x) + pack(v) for x, v in zip(t.tolist(), np.asarray(values, np.float64).tolist(),
+                                                      strict=True)]
 
 
 def encode_readings(batch_id: str, tenant: str, site: str, machine: str, gateway: str, ingest_time: int,
-                    indices: list[int], sensor_fields: list[bytes], ts: list[int], values: list[float],
-                    tail_fields: list[bytes]) -> bytes:
+                    indices: list[int], sensor_fields: list[bytes], ts: Sequence[int] | np.ndarray,
+                    values: Sequence[float] | np.ndarray, tail_fields: list[bytes],
+                    sent_at: int | None = None) -> bytes:
     """Encode one reading_batch. ``sensor_fields[i]`` is ``string_bytes(sensor)``;
     ``tail_fields[i]`` is ``string_bytes(unit) + quality_bytes(quality)``; reading ids are
-    ``f"{batch_id}:{indices[i]}"``."""
+    ``f"{batch_id}:{indices[i]}"``; ``sent_at`` is the gateway's send time (None: unknown)."""
     tv = _ts_value_pieces(ts, values)
     prefix = batch_id.encode() + b":"
     lp = len(prefix)
     parts = [_HEADER, string_bytes(batch_id), string_bytes(tenant), string_bytes(site),
-             string_bytes(machine), string_bytes(gateway), long_bytes(ingest_time)]
+             string_bytes(machine), string_bytes(gateway), long_bytes(ingest_time),
+             b"\x00" if sent_at is None else b"\x02" + long_bytes(sent_at)]
     if indices:
         parts.append(long_bytes(len(indices)))
-        ap = parts.append
-        lens = _LEN
-        for i, idx in enumerate(indices):
-            d = b"%d" % idx
-            n = lp + len(d)
-            ap(lens[n] if n < 4096 else long_bytes(n))
-            ap(prefix)
-            ap(d)
-            ap(sensor_fields[i])
-            ap(tv[i])
-            ap(tail_fields[i])
+        ids = [_id_length(lp + len(d)) + prefix + d for d in [b"%d" % i for i in indices]]
+        parts.extend(chain.from_iterable(zip(ids, sensor_fields, tv, tail_fields, strict=True)))
     parts.append(b"\x00")
     return b"".join(parts)
 
 
-def _read_long(b: bytes, p: int) -> tuple[int, int]:
+def _id_length(n: int) -> bytes:
+    return _LEN[n] if n < 4096 else long_bytes(n)
+
+
+def read_long(b: bytes, p: int) -> tuple[int, int]:
+    """Avro long at byte ``p`` -> (value, next position); ValueError past 10 bytes."""
     shift = z = 0
     while True:
         x = b[p]
@@ -143,8 +149,12 @@ def _read_long(b: bytes, p: int) -> tuple[int, int]:
             raise ValueError("varint longer than 10 bytes")
 
 
-def _read_len(b: bytes, p: int) -> tuple[int, int]:
-    n, p = _read_long(b, p)
+_read_long = read_long  # the older private name (tests/readings_support.py uses it)
+
+
+def read_len(b: bytes, p: int) -> tuple[int, int]:
+    """An Avro string/bytes length at ``p``; ValueError if negative or past the end."""
+    n, p = read_long(b, p)
     if n < 0 or p + n > len(b):
         raise ValueError(f"bad length {n} at byte {p}")
     return n, p
@@ -161,6 +171,7 @@ class ReadingBatchView:
     machine: str
     gateway: str
     ingest_time: int
+    sent_at: int | None  # gateway clock at send (v2); None from v1 writers
     head_end: int  # readings array starts here
     sensors: list[bytes]
     ts: np.ndarray
@@ -208,7 +219,7 @@ def _reencode_other_version(data: bytes, codec: AvroCodec) -> bytes:
     rs = rec["readings"]
     ids = [r["reading_id"] for r in rs]
     body = encode_readings(rec["batch_id"], rec["tenant"], rec["site"], rec["machine"], rec["gateway"],
-                           rec["ingest_time"], [], [], [], [], [])
+                           rec["ingest_time"], [], [], [], [], [], sent_at=rec["sent_at"])
     # reading ids from other versions are kept verbatim, so rebuild the array by hand
     pieces = [string_bytes(i) + string_bytes(r["sensor"]) + long_bytes(r["ts"])
               + struct.pack("<d", r["value"]) + string_bytes(r["unit"]) + quality_bytes(r["quality"])
@@ -218,18 +229,29 @@ def _reencode_other_version(data: bytes, codec: AvroCodec) -> bytes:
     return body[:-1] + long_bytes(len(pieces)) + b"".join(pieces) + b"\x00"
 
 
-class _Misparse(Exception):
+class Misparse(Exception):
     """The fast walk guessed an 8-byte timestamp wrongly; walk again exactly."""
+
+
+_Misparse = Misparse
 
 
 def _parse(b: bytes, fast: bool) -> ReadingBatchView:
     p = HEADER_LEN
     header = []
     for _ in range(5):
-        n, p = _read_len(b, p)
+        n, p = read_len(b, p)
         header.append(b[p:p + n].decode())
         p += n
     ingest_time, p = _read_long(b, p)
+    sent_at = None
+    u = b[p]
+    if u == 2:
+        sent_at, p = _read_long(b, p + 1)
+    elif u == 0:
+        p += 1
+    else:
+        raise ValueError(f"union index {(u >> 1) ^ -(u & 1)} of sent_at at byte {p}")
     head_end = p
     sensors: list[bytes] = []
     starts: list[int] = []
@@ -255,14 +277,14 @@ def _parse(b: bytes, fast: bool) -> ReadingBatchView:
             if n < 0x80 and not n & 1:
                 p += 1 + (n >> 1)
             else:
-                n, p = _read_len(b, p)
+                n, p = read_len(b, p)
                 p += n
             n = b[p]
             if n < 0x80 and not n & 1:
                 n >>= 1
                 p += 1
             else:
-                n, p = _read_len(b, p)
+                n, p = read_len(b, p)
             sensors.append(b[p:p + n])
             p += n
             if fast:
@@ -279,7 +301,7 @@ def _parse(b: bytes, fast: bool) -> ReadingBatchView:
             if n < 0x80 and not n & 1:
                 p += 1 + (n >> 1)
             else:
-                n, p = _read_len(b, p)
+                n, p = read_len(b, p)
                 p += n
             q = b[p]
             if q < 0x80:
@@ -300,23 +322,51 @@ def _parse(b: bytes, fast: bool) -> ReadingBatchView:
     if p != len(b):
         raise ValueError(f"{len(b) - p} trailing bytes after the record")
     if fast:
-        ts, values = _ts_values_at(b, pos)
+        ts, values = ts_values_at(b, pos)
     else:
         ts, values = np.array(pos, dtype=np.int64), np.array(vals, dtype=np.float64)
-    return ReadingBatchView(b, *header, ingest_time, head_end, sensors, ts, values, quals, starts, ends)
+    return ReadingBatchView(b, *header, ingest_time, sent_at, head_end, sensors, ts, values, quals, starts,
+                            ends)
 
 
-def _ts_values_at(b: bytes, pos: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    if not pos:
+def ts_values_at(b: bytes, pos: list[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Timestamps (8-byte Avro longs) and the doubles right after them, at byte offsets ``pos``,
+    decoded for all readings at once; raises Misparse if any of them is not an 8-byte varint.
+    Few numpy calls on small arrays: what they cost is per call, not per reading."""
+    if len(pos) == 0:
         return np.empty(0, np.int64), np.empty(0, np.float64)
-    arr = np.frombuffer(b, np.uint8)
-    idx = np.array(pos)[:, None] + _AR8
-    raw = arr[idx]
-    if not ((raw[:, :7] >= 0x80).all() and (raw[:, 7] < 0x80).all()):
-        raise _Misparse
-    z = np.ascontiguousarray(raw).view("<u8").ravel() & _U64(0x7F7F7F7F7F7F7F7F)
-    for keep, move, shift in reversed(_SPREAD):
-        z = (z & keep) | ((z & (move << shift)) >> shift)
-    ts = (z >> _U64(1)).astype(np.int64) ^ -(z & _U64(1)).astype(np.int64)
-    values = np.ascontiguousarray(arr[idx + 8]).view("<f8").ravel()
-    return ts, values
+    w = np.frombuffer(b, np.uint8)[np.asarray(pos)[:, None] + _AR16].view("<u8")  # (n, 2): ts, value
+    t = w[:, 0]
+    if ((t & _HIGH_BITS) != _CONT).any():
+        raise Misparse
+    for keep, move, shift in _GATHER:  # 8 groups of 7 bits -> one 56-bit number
+        t = (t & keep) | ((t & move) >> shift)
+    ts = ((t >> _ONE) ^ (_ZERO - (t & _ONE))).view(np.int64)
+    return ts, np.ascontiguousarray(w[:, 1]).view("<f8")
+
+
+def peek_header(data: bytes) -> tuple[str, str, str, str, int] | None:
+    """``(batch_id, tenant, site, machine, readings)`` of a reading_batch written by this module,
+    read from its first bytes without decoding the readings (for span attributes on the hot
+    path); None for anything else (other writer versions, malformed bytes)."""
+    if data[:HEADER_LEN] != _HEADER:
+        return None
+    try:
+        p = HEADER_LEN
+        fields = []
+        for _ in range(4):
+            n, p = read_len(data, p)
+            fields.append(data[p:p + n].decode())
+            p += n
+        n, p = read_len(data, p)  # gateway
+        _, p = _read_long(data, p + n)  # ingest_time
+        if data[p] == 2:  # sent_at present
+            _, p = _read_long(data, p + 1)
+        elif data[p] == 0:
+            p += 1
+        else:
+            return None
+        count, _ = _read_long(data, p)
+    except (IndexError, ValueError, UnicodeDecodeError):
+        return None
+    return fields[0], fields[1], fields[2], fields[3], abs(count)

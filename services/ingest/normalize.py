@@ -11,11 +11,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ingest.dedup import SeenBatches
 from plantstream.assets import AssetRegistry
 from plantstream.deadletter import CONTENT_TYPE_READING_JSON, DeadLetters, Source
 from plantstream.errors import DecodeError
-from plantstream.gateway.contract import GatewayLimits, decode_gateway_message
+from plantstream.gateway.contract import GatewayLimits, decode_gateway_columns
 from plantstream.kafka import Output
 from plantstream.readingbatch import encode_readings, quality_bytes, string_bytes
 from plantstream.telemetry import inject_headers
@@ -54,6 +56,31 @@ def tag_table(asset: dict[str, Any]) -> dict[str, TagEntry]:
     return table
 
 
+@dataclass(frozen=True)
+class _Mapped:
+    sensor_field: bytes
+    tail: bytes  # unit + quality
+    conv: Conversion
+
+
+@dataclass(frozen=True)
+class _Refused:
+    reason: str
+    detail: str
+    sensor: str | None
+
+
+def _convert(values: np.ndarray, codes: np.ndarray, convert: list[int], mapped: list[_Mapped]) -> np.ndarray:
+    """``value * scale + offset`` where a reading's unit needs converting; identity readings
+    keep their exact bits (no ``* 1.0 + 0.0``, which would turn -0.0 into 0.0)."""
+    out = values.copy()
+    for c in convert:
+        at = codes == c
+        conv = mapped[c].conv
+        out[at] = values[at] * conv.scale + conv.offset
+    return out
+
+
 class Normalizer:
     """Turns gateway messages into reading_batch Outputs and dead letters."""
 
@@ -81,10 +108,10 @@ class Normalizer:
 
     def normalize(self, src: Source, now_us: int) -> list[Output]:
         try:
-            batch = decode_gateway_message(src.value, src.headers, self.limits)
+            batch = decode_gateway_columns(src.value, src.headers, self.limits)
         except DecodeError as exc:
             return [self.dead.make(src, exc.reason, exc.detail, now_us=now_us)]
-        tenant, site, machine = batch["tenant"], batch["site"], batch["machine"]
+        tenant, site, machine = batch.tenant, batch.site, batch.machine
         mid = (tenant, site, machine)
         who = {"tenant": tenant, "site": site, "machine": machine, "now_us": now_us}
         table = self._table(mid)
@@ -92,49 +119,64 @@ class Normalizer:
             return [self.dead.make(src, "unknown_machine",
                                    f"machine {tenant}/{site}/{machine} is not in the asset registry; "
                                    "add it with `plantstream assets apply` and replay", **who)]
-        batch_id = batch["batch_id"]
+        batch_id = batch.batch_id
         if self.seen.check_and_add(src.partition, (tenant, site, machine, batch_id), now_us):
             return [self.dead.make(src, "duplicate_batch",
                                    f"batch {batch_id!r} of {tenant}/{site}/{machine} was already "
                                    "ingested; a gateway re-sent it (kept here so every sent reading "
                                    "is accounted for)", **who)]
+        # A batch repeats a few (tag, unit, quality) combinations: resolve each once, then map
+        # the readings to them by code, without a Python object per reading.
+        kinds: dict[tuple[str, str | None, int], int] = {}
+        codes = [kinds.setdefault(k, len(kinds)) for k in zip(batch.tags, batch.units, batch.quality,
+                                                                    strict=True)]
+        resolved = [self._resolve(table, f"{tenant}/{site}/{machine}", *k) for k in kinds]
         outs: list[Output] = []
-        indices: list[int] = []
-        sensor_fields: list[bytes] = []
-        ts: list[int] = []
-        values: list[float] = []
-        tails: list[bytes] = []
-        for i, r in enumerate(batch["readings"]):
-            e = table.get(r["tag"])
-            if e is None:
-                outs.append(self._reading_dead(src, i, r, "unknown_tag",
-                                               f"tag {r['tag']!r} is not mapped to a sensor of {tenant}/"
-                                               f"{site}/{machine}; add it to the asset registry", who))
-                continue
-            unit = r["unit"]
-            if unit is None or unit == e.gateway_unit:
-                conv = e.conv
-                if conv is None:
-                    outs.append(self._reading_dead(src, i, r, "unit_mismatch", e.conv_error, who, e.sensor))
-                    continue
-            else:
-                try:
-                    conv = conversion(unit, e.unit)
-                except UnitError as exc:
-                    outs.append(self._reading_dead(src, i, r, "unit_mismatch", str(exc), who, e.sensor))
-                    continue
-            indices.append(i)
-            sensor_fields.append(e.sensor_field)
-            ts.append(r["ts"])
-            v = r["value"]
-            values.append(v if conv is IDENTITY else v * conv.scale + conv.offset)
-            q = r["quality"]
-            tails.append(e.good_tail if q == GOOD_QUALITY else e.unit_field + quality_bytes(q))
+        if all(type(r) is _Mapped for r in resolved):
+            indices = list(range(len(codes)))
+        else:
+            indices = []
+            for i, c in enumerate(codes):
+                r = resolved[c]
+                if type(r) is _Mapped:
+                    indices.append(i)
+                else:
+                    outs.append(self._reading_dead(src, i, batch.reading(i), r.reason, r.detail, who,
+                                                   r.sensor))
         if indices:
-            value = encode_readings(batch_id, tenant, site, machine, batch["gateway"], now_us,
-                                    indices, sensor_fields, ts, values, tails)
+            mapped: list[_Mapped] = resolved  # type: ignore[assignment]
+            kept = codes if len(indices) == len(codes) else [codes[i] for i in indices]
+            ts, values = batch.ts, batch.values
+            if len(indices) != len(codes):
+                ts, values = ts[indices], values[indices]
+            convert = [c for c, r in enumerate(resolved) if type(r) is _Mapped and r.conv is not IDENTITY]
+            if convert:
+                values = _convert(values, np.array(kept), convert, mapped)
+            value = encode_readings(batch_id, tenant, site, machine, batch.gateway, now_us, indices,
+                                    [mapped[c].sensor_field for c in kept], ts, values,
+                                    [mapped[c].tail for c in kept], sent_at=batch.sent_at)
             outs.append(Output(self.out_topic, machine_key(tenant, site, machine), value, inject_headers()))
         return outs
+
+    @staticmethod
+    def _resolve(table: dict[str, TagEntry], where: str, tag: str, unit: str | None,
+                 quality: int) -> _Mapped | _Refused:
+        """What every reading of machine ``where`` with this tag, unit and quality becomes."""
+        e = table.get(tag)
+        if e is None:
+            return _Refused("unknown_tag", f"tag {tag!r} is not mapped to a sensor of {where}; "
+                                           "add it to the asset registry", tag)
+        if unit is None or unit == e.gateway_unit:
+            conv = e.conv
+            if conv is None:
+                return _Refused("unit_mismatch", e.conv_error, e.sensor)
+        else:
+            try:
+                conv = conversion(unit, e.unit)
+            except UnitError as exc:
+                return _Refused("unit_mismatch", str(exc), e.sensor)
+        tail = e.good_tail if quality == GOOD_QUALITY else e.unit_field + quality_bytes(quality)
+        return _Mapped(e.sensor_field, tail, conv)
 
     def _reading_dead(self, src: Source, index: int, r: dict[str, Any], reason: str, detail: str,
                       who: dict[str, Any], sensor: str | None = None) -> Output:

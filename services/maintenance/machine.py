@@ -63,7 +63,7 @@ class MachineState:
             if not math.isfinite(r["value"]):
                 continue  # validation dead-letters these; never let one poison a rule window
             reading = Reading(r["sensor"], r["ts"], r["value"], batch["ingest_time"],
-                              specs.get(r["sensor"]), arrived=now)
+                              specs.get(r["sensor"]), arrived=now, sent_at=batch.get("sent_at"))
             sensor_rules = self.reading_rules.get(r["sensor"])
             if sensor_rules is None:
                 sensor_rules = self.reading_rules[r["sensor"]] = [p.clone() for p in rules.reading_rules]

@@ -48,7 +48,8 @@ def test_simulate_sends_exactly_the_factory_batches(settings: Settings, service_
                    "--seed", "9", "--start", str(START), "--fault", fault,
                    "--truth-out", str(truth), "--assets-out", str(assets), "--apply-assets"], service_env)
     n_batches, n_readings, acked = map(int, SENT.search(out).groups())
-    expected = list(Factory.build(4, 9, start_us=START, horizon=120, faults=[fault]).batches(120, 50))
+    expected = list(Factory.build(4, 9, start_us=START, horizon=120, faults=[fault],
+                                  warm_start=True).batches(120, 50))  # the CLI's default
     assert (n_batches, n_readings, acked) == (len(expected), sum(len(b["readings"]) for b in expected),
                                               len(expected))
     got = read_batches(settings, n_batches)

@@ -221,3 +221,47 @@ def test_bad_fault_specs_say_what_is_wrong(spec: str, message: str) -> None:
 def test_fault_spec_parsing() -> None:
     spec = FaultSpec.parse("clock_skew:machine=demo/plant-1/pump-01,start=5,duration=7.5,offset=-3")
     assert spec == FaultSpec("clock_skew", "demo/plant-1/pump-01", 5.0, 7.5, offset=-3.0)
+
+
+def test_warm_start_begins_in_steady_operation_cold_start_switches_on() -> None:
+    """A window cut from a running factory (warm) against machines switched on at the start
+    (cold): warm readings sit within the warning limits from the first sample on and show
+    no warm-up; cold pumps start below their flow and pressure limits and warm up."""
+    warm_f = Factory.build(8, seed=5, start_us=START, horizon=1800, warm_start=True)
+    warm = series(warm_f, 1800)
+    cold_f = Factory.build(8, seed=5, start_us=START, horizon=1800)
+    cold = series(cold_f, 1800)
+    for (machine, sensor), arr in warm.items():
+        lim, first = limits(warm_f, machine, sensor), arr[:30, 1]
+        if lim["warning_low"] is not None:
+            assert first.min() > lim["warning_low"], (machine, sensor)
+        if lim["warning_high"] is not None:
+            assert first.max() < lim["warning_high"], (machine, sensor)
+    motor = warm[("pump-01", "motor_temp")][:, 1]
+    assert motor[:10].mean() > 45 and abs(motor[-600:].mean() - motor[:10].mean()) < 8
+    assert cold[("pump-01", "motor_temp")][:10, 1].mean() < 30
+    for sensor in ("flow", "discharge_pressure"):
+        assert cold[("pump-01", sensor)][0, 1] < limits(cold_f, "pump-01", sensor)["warning_low"]
+    a = list(Factory.build(4, seed=1, start_us=START, horizon=60, warm_start=True).batches())
+    assert a == list(Factory.build(4, seed=1, start_us=START, horizon=60, warm_start=True).batches())
+
+
+def test_demo_pacing_stamps_sent_at_on_the_wall_clock_keeping_the_gateway_clock_offset() -> None:
+    """The demo squeezes factory hours into minutes; its gateways still send now, with the
+    simulated clock_skew fault's offset on top."""
+    import time
+
+    from plantstream.demo import sent_on_wall_clock
+
+    f = Factory.build(1, seed=3, machine_types=["pump"], start_us=START, horizon=600, warm_start=True,
+                      faults=["clock_skew:machine=pump-01,start=200,duration=200,offset=-500"])
+    before = time.time_ns() // 1000
+    paced = list(sent_on_wall_clock(f.timed_batches(600, 70), f.start_us, speedup=60.0))
+    after = time.time_ns() // 1000
+    assert len(paced) == 60
+    for b, due in paced:
+        last_tick = START + (10 * b["sequence"] + 9) * 1_000_000
+        offset = -500_000_000 if 200e6 <= last_tick - START < 400e6 else 0
+        assert due == pytest.approx((last_tick - START + 50_000) / 1e6 / 60.0)
+        wall = b["sent_at"] - offset
+        assert before + due * 1e6 - 1 <= wall <= after + due * 1e6 + 1

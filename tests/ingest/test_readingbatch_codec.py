@@ -74,3 +74,32 @@ def test_every_truncation_is_malformed_never_a_crash() -> None:
         with pytest.raises(DecodeError) as err:
             decode_readings(data[:cut])
         assert err.value.reason == "malformed_avro", cut
+
+
+@pytest.mark.parametrize("sent_at", [None, 1_799_999_999_950_000, 0, -5, 1 << 62])
+def test_v2_sent_at_round_trips_and_subsets_keep_it(sent_at: int | None) -> None:
+    data = encode_readings("b-7", "acme", "p1", "m1", "gw", 1_800_000_000_000_000, [0, 1],
+                           [string_bytes("a"), string_bytes("b")], [1_800_000_000_000_000] * 2, [1.0, 2.0],
+                           [string_bytes("degC") + quality_bytes(192)] * 2, sent_at=sent_at)
+    ref = CODEC.decode(data, "reading_batch")
+    assert ref["sent_at"] == sent_at and [r["sensor"] for r in ref["readings"]] == ["a", "b"]
+    view = decode_readings(data)
+    assert view.sent_at == sent_at and view.ts.tolist() == [1_800_000_000_000_000] * 2
+    sub = CODEC.decode(view.subset([1]), "reading_batch")
+    assert sub["sent_at"] == sent_at and sub["readings"] == ref["readings"][1:]
+
+
+def test_v1_writers_are_still_read_with_sent_at_null() -> None:
+    rec = {"batch_id": "b", "tenant": "t", "site": "s", "machine": "m", "gateway": "g", "ingest_time": 7,
+           "readings": [{"reading_id": "b:0", "sensor": "x", "ts": 5, "value": 1.5, "unit": "bar",
+                         "quality": 192}]}
+    old = CODEC.encode("reading_batch", rec, version=1)
+    view = decode_readings(old)
+    assert view.sent_at is None and view.ingest_time == 7 and view.values.tolist() == [1.5]
+    assert CODEC.decode(view.subset([0]), "reading_batch") == dict(rec, sent_at=None)
+    bad = bytearray(encode_readings("b", "t", "s", "m", "g", 7, [], [], [], [], []))
+    assert bad[20:22] == b"\x0e\x00"  # 10-byte header, five 1-char strings, ingest_time 7, sent_at null
+    bad[21] = 4  # sent_at's union index 2 does not exist
+    with pytest.raises(DecodeError) as err:
+        decode_readings(bytes(bad))
+    assert err.value.reason == "malformed_avro"

@@ -7,6 +7,7 @@ import doctest
 import importlib
 import math
 import pickle
+from collections import deque
 
 import numpy as np
 import pytest
@@ -140,3 +141,104 @@ def test_trend_rule_ignores_warm_up_and_late_readings() -> None:
     warm = [Reading("temp", i * 60_000_000, 20.0 + 40 * (1 - math.exp(-i / 30)), 0, SPEC) for i in range(300)]
     assert [f for r in warm for f in rule.update(r)] == []
     assert rule.update(Reading("temp", 0, 500.0, 0, SPEC)) == []  # late: its bucket is closed
+
+
+def _sent(ts: int, ingest_s: float, sent_s: float, sensor: str = "temp") -> Reading:
+    """A reading sampled at ``ts`` whose batch the gateway sent at ``sent_s`` (its clock) and
+    ingest accepted at ``ingest_s`` (platform clock), seconds."""
+    return Reading(sensor, ts, 50.0, ingest_time=int(ingest_s * 1e6), spec=SPEC, sent_at=int(sent_s * 1e6))
+
+
+def test_clock_skew_uses_sent_at_so_buffered_and_historical_data_is_no_skew() -> None:
+    rule = ClockSkew(max_skew_s=300)
+    # a week-old backlog sent now by a gateway with a good clock: 20 batches of 30 readings
+    week = 7 * 86_400
+    found = [f for b in range(20) for i in range(30)
+             for f in rule.update(_sent((b * 30 + i) * 1_000_000, week + b + 0.3, week + b))]
+    assert found == []
+    old_rule = ClockSkew(max_skew_s=300)  # the same data without sent_at (v1 producers): misfires
+    assert [f for b in range(20) for i in range(30)
+            for f in old_rule.update(Reading("temp", (b * 30 + i) * 1_000_000, 50.0,
+                                             ingest_time=int((week + b) * 1e6), spec=SPEC))]
+
+
+def test_clock_skew_from_sent_at_finds_a_gateway_ahead_or_behind_per_batch() -> None:
+    for offset in (-900.0, 900.0):  # gateway clock ahead (sent_at later than ingest) and behind
+        rule = ClockSkew(max_skew_s=300, batch_window=5)
+        found = []
+        for b in range(8):
+            ingest = 10_000.0 + 10 * b
+            found += [f for i in range(20) for f in rule.update(_sent(i, ingest, ingest - offset))]
+        assert len(found) == 4  # one per batch once 5 batches are in the window, not one per reading
+        assert all(f.severity == "warning" and f.evidence["from_sent_at"] == 1.0 for f in found)
+        assert round(found[-1].evidence["skew_s"]) == offset
+        assert ("behind" if offset > 0 else "ahead of") in found[-1].title
+
+
+def test_one_batch_stuck_in_a_queue_is_not_clock_skew() -> None:
+    rule = ClockSkew(max_skew_s=300, batch_window=5)
+    found = []
+    for b in range(12):
+        delay = 1200.0 if b == 6 else 0.5  # ingest caught up on one old batch
+        found += rule.update(_sent(0, 1000.0 * b + delay, 1000.0 * b))
+    assert found == []
+
+
+def test_clock_skew_fault_of_the_simulator_is_found_from_sent_at() -> None:
+    from plantstream.gateway.simulator import Factory
+
+    start = 1_777_636_800_000_000
+    f = Factory.build(1, seed=13, machine_types=["pump"], start_us=start, horizon=900,
+                      faults=["clock_skew:machine=pump-01,start=300,duration=400,offset=-600"])
+    rule = ClockSkew(max_skew_s=300)
+    found = []
+    for b in f.batches(batch_size=70):  # 7 sensors: 10 ticks per batch
+        last_tick = start + (10 * b["sequence"] + 9) * 1_000_000  # true (platform) time of its last tick
+        skewed = 300e6 <= last_tick - start < 700e6
+        assert b["sent_at"] == last_tick + 50_000 - (600_000_000 if skewed else 0)  # the offset moves sent_at
+        r = b["readings"][0]
+        found += [(last_tick, x) for x in rule.update(Reading("vibration", r["ts"], r["value"],
+                                                              last_tick + 150_000, sent_at=b["sent_at"]))]
+    assert len(found) == 40 - 4  # every skewed batch once the window of 5 is full
+    assert all(300e6 <= t - start < 700e6 and round(x.evidence["skew_s"]) == 600 for t, x in found)
+
+
+def test_limit_title_severity_and_evidence_agree_after_a_critical_breach() -> None:
+    """A cold pump: flow far below the critical limit, then between critical and warning. The
+    alert stays critical (severity only rises), so its title and evidence name the critical
+    limit and the reading that crossed it, with the latest reading alongside."""
+    from maintenance.lifecycle import AlertBook, Policy
+
+    spec = {"unit": "m3/h", "warning_low": 3.0, "critical_low": 2.0}
+    rule, book, policy = LimitRule(hold_s=7200), AlertBook("t", "s", "pump-01"), Policy()
+    alerts = []
+    for i, v in enumerate((0.5, 1.5, 2.6, 2.8, 2.9)):
+        t = i * 1_000_000
+        for f in rule.update(Reading("flow", t, v, t, spec, arrived=t)):
+            alerts += [e.record for e in book.apply(f, t, policy)]
+    book_alert = book.alerts[("limit", "flow")].record()
+    for rec in [*alerts, book_alert]:
+        assert rec["severity"] == "critical"
+        assert "below critical limit 2" in rec["title"] and "warning limit" not in rec["title"].split("(")[0]
+        assert rec["evidence"]["limit"] == 2.0 and rec["evidence"]["value"] < 2.0
+    # the last reading beyond the critical limit, and the latest one
+    assert book_alert["evidence"] == {"value": 1.5, "limit": 2.0, "current_value": 2.9, "current_limit": 3.0}
+    assert book_alert["title"] == "flow 1.5 m3/h below critical limit 2 (now 2.9 m3/h, below warning limit 3)"
+    # after the hold, a new warning-only breach is a warning again (a new alert by then)
+    later = 7201 * 1_000_000 + 4_000_000
+    (f,) = rule.update(Reading("flow", later, 2.9, later, spec, arrived=later))
+    assert (f.severity, f.evidence, f.title) == ("warning", {"value": 2.9, "limit": 3.0},
+                                                 "flow 2.9 m3/h below warning limit 3")
+
+
+def test_rules_pickled_by_the_previous_version_still_load() -> None:
+    """The service's table holds pickled rules: state written before this version must restore."""
+    old_limit = LimitRule.__new__(LimitRule)
+    old_limit.__setstate__({})
+    assert old_limit._get_params() == {"hold_s": 7200.0} and old_limit.update(
+        Reading("temp", 0, 99.0, 0, SPEC))[0].severity == "critical"
+    old_skew = ClockSkew.__new__(ClockSkew)
+    old_skew.__setstate__({"max_skew_s": 60.0, "window": 2, "_skews": deque(maxlen=2)})
+    found = [f for s in range(6)
+             for f in old_skew.update(Reading("temp", 0, 1.0, 0, sent_at=10**9 * (s + 1)))]
+    assert found and old_skew.clone()._get_params() == {"max_skew_s": 60.0, "window": 2, "batch_window": 5}

@@ -56,11 +56,14 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--start", "start_us", type=int, default=None,
               help="Start of the virtual clock, microseconds since the epoch "
                    "(default: now - duration, or now with --rate).")
+@click.option("--warm-start/--cold-start", default=True, show_default=True,
+              help="Machines start in steady operation (a window of a running factory), or are "
+                   "switched on at the start (speed and flow ramp up, motors warm up).")
 @friendly_errors
 def simulate(machines: int, machine_types: str, rate: float, duration: float, interval: float,
              batch_size: int, seed: int, faults: tuple[str, ...], faulty: int, fmt: str,
              truth_out: Path | None, assets_out: Path | None, apply_assets: bool, tenant: str, site: str,
-             start_us: int | None) -> None:
+             start_us: int | None, warm_start: bool) -> None:
     """Simulate a factory of pumps, CNC spindles, compressors and conveyors and send its
     gateway batches to the gateway topic."""
     from plantstream.gateway.registry import assets_yaml
@@ -73,7 +76,7 @@ def simulate(machines: int, machine_types: str, rate: float, duration: float, in
     types = [t.strip() for t in machine_types.split(",") if t.strip()]
     factory = Factory.build(machines, seed, machine_types=types,
                             tenant=tenant, site=site, faults=faults, faulty=faulty, horizon=duration,
-                            start_us=start_us, interval=interval, rate=rate or None)
+                            start_us=start_us, interval=interval, rate=rate or None, warm_start=warm_start)
     if truth_out:
         write_ground_truth(truth_out, factory.ground_truth(),
                            {"seed": seed, "start_us": factory.start_us, "interval_us": factory.interval_us,

@@ -3,7 +3,8 @@
 Each machine type drives a load and a speed set point over time (pump demand curve, CNC job
 cycles, compressor load/unload, conveyor breaks). From them, the shared model derives the
 coupled signals: current grows with load and speed, motor temperature follows the square of
-the current through a first-order thermal lag (so a cold start shows a warm-up), bearing
+the current through a first-order thermal lag (so a cold start shows a warm-up; a warm start,
+:meth:`MachineModel.warm_up`, begins in steady operation instead), bearing
 temperature follows speed, vibration grows with the square of speed and with load. Faults
 enter as :class:`Modifiers` (extra heat, extra vibration, pressure and flow loss) before the
 lags, so their effects are physically delayed too. Measurement noise is added last.
@@ -80,6 +81,16 @@ class MachineModel:
         self.lo = np.array([s.valid[0] for s in mtype.sensors])[:, None]
         self.hi = np.array([s.valid[1] for s in mtype.sensors])[:, None]
 
+    def warm_up(self, seconds: float | None = None, dt: float = 10.0) -> None:
+        """Run the machine for ``seconds`` before time 0 (default: six of its slowest thermal time
+        constants) and keep only the resulting state, so time 0 finds it at speed and at
+        operating temperature, as a factory's machines are when a recording window opens."""
+        p = self.t.params
+        taus = [self.t.motor_tau, self.t.bearing_tau, p.get("coolant_tau", 0.0), p.get("discharge_tau", 0.0)]
+        span = 6.0 * max(taus) if seconds is None else seconds
+        if span > 0:
+            self.step(np.arange(-span, 0.0, dt), dt, Modifiers())
+
     # -- load and speed set point per machine type ------------------------------------------
     def _waves(self, t: np.ndarray, base: float, a1: float, a2: float) -> np.ndarray:
         return (base + a1 * np.sin(TAU * t / self.period[0] + self.phase[0])
@@ -88,7 +99,7 @@ class MachineModel:
     def _cnc_jobs(self, t_start: float, t_end: float) -> None:
         """Extend the job schedule: cutting jobs at varying speeds, separated by tool changes."""
         ends, speeds, loads = [], [], []
-        last = float(self._jobs_end[-1]) if self._jobs_end.size else 0.0
+        last = float(self._jobs_end[-1]) if self._jobs_end.size else min(0.0, t_start)
         while last <= t_end:
             last += float(self.rng.uniform(60.0, 300.0))
             ends.append(last)

@@ -104,14 +104,18 @@ class Factory:
               machine_types: Sequence[str] | None = None, tenant: str = DEFAULT_TENANT,
               site: str = DEFAULT_SITE, sites: Sequence[tuple[str, str]] | None = None,
               faults: Sequence[FaultSpec | str] = (), faulty: int = 0, horizon: float = 3600.0,
-              start_us: int | None = None, interval: float = 1.0, rate: float | None = None) -> Factory:
+              start_us: int | None = None, interval: float = 1.0, rate: float | None = None,
+              warm_start: bool = False) -> Factory:
         """``machines`` machines cycling through ``machine_types`` (default: all four), spread
         round-robin over ``sites`` ([(tenant, site)], default one site). ``faults`` are
         specs; ``faulty`` more machines get a random fault within ``horizon`` seconds.
         Every sensor is sampled each ``interval`` seconds, or, with ``rate`` (readings/s), as
         often as makes the whole factory send ``rate`` readings per second of time.
         ``start_us`` defaults to ``now - horizon`` (a run as fast as possible ends at now) or,
-        with ``rate``, to now (a run paced to the wall clock)."""
+        with ``rate``, to now (a run paced to the wall clock). ``warm_start`` starts every
+        machine in steady operation (running, at temperature: a window cut from a working
+        factory, what the demo and ``gateway simulate`` send); the default cold start switches
+        the machines on at the start (speed and flow ramp up, motors warm up)."""
         if machines < 1:
             raise GatewayError("a factory needs at least one machine")
         types = [machine_type(n) for n in (machine_types or list(MACHINE_TYPES))]
@@ -129,6 +133,8 @@ class Factory:
             rng = np.random.default_rng(seeds[i])
             built.append(SimMachine(t, s, f"{mtype.id_prefix}-{n:02d}", mtype, n, rng,
                                     imperial=n % 2 == 0, explicit_units=explicit))
+            if warm_start:
+                built[-1].model.warm_up()
         if rate is not None:
             if rate <= 0:
                 raise GatewayError("the rate must be positive (readings per second)")

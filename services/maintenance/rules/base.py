@@ -31,6 +31,7 @@ class Reading:
     ingest_time: int  # platform clock at ingest, microseconds
     spec: dict[str, Any] | None = None
     arrived: int = 0  # wall clock when the maintenance service saw it, microseconds
+    sent_at: int | None = None  # gateway clock when it sent the batch (reading_batch v2), microseconds
 
 
 @dataclass(frozen=True)
