@@ -86,7 +86,7 @@ DOCUMENTED: list[tuple[str, str, str]] = [
     ("PLANTSTREAM_ALERT_UPDATE_SECONDS", "60", "At most one plain update revision (more occurrences) per alert this often."),
     ("PLANTSTREAM_TREND_HORIZON_HOURS", "72", "Raise a trend alert when a critical limit is predicted within this many hours."),
     ("PLANTSTREAM_NO_DATA_SECONDS", "900", "Raise a no-data alert when a sensor that reported before is silent this long (0: off)."),
-    ("PLANTSTREAM_CLOCK_SKEW_SECONDS", "300", "Raise a clock-skew alert when gateway sample times and ingest times differ by more than this (0: off)."),
+    ("PLANTSTREAM_CLOCK_SKEW_SECONDS", "300", "Raise a clock-skew alert when a gateway's clock (the batch's sent_at) and the platform clock at ingest differ by more than this (sample times when a producer sends no sent_at; 0: off)."),
     ("PLANTSTREAM_LOG_LEVEL", "INFO", "Log level."),
     ("PLANTSTREAM_LOG_FORMAT", "json", "`json` (one object a line) or `text`."),
     ("PLANTSTREAM_INSTANCE", "$HOSTNAME-$PID", "Name of this service copy in logs, metrics and transactional ids."),
