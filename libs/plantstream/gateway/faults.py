@@ -102,7 +102,9 @@ class ActiveFault:
                                f"(it has {', '.join(ids)})")
         params: dict[str, float] = {}
         if spec.kind == "clock_skew":
-            params["offset"] = spec.offset if spec.offset is not None else float(rng.choice([-1, 1]) * 300)
+            # default: 15 min either way, three times the default clock-skew alert limit
+            default = float(rng.choice([-1, 1]) * 900)
+            params["offset"] = spec.offset if spec.offset is not None else default
         if spec.kind == "spikes":
             params["rate"] = spec.rate if spec.rate is not None else 0.02
         rows = np.array([ids.index(s) for s in sensors])
