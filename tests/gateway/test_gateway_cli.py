@@ -58,6 +58,9 @@ def test_simulate_sends_exactly_the_factory_batches(settings: Settings, service_
     partitions: dict[bytes, set[int]] = {}
     for key, partition, headers, b in got:
         assert key == machine_key(b["tenant"], b["site"], b["machine"])
+        # the simulator starts each batch's trace (W3C traceparent: version-trace-span-flags)
+        traceparent = headers.pop("traceparent").decode()
+        assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-0[0-3]", traceparent)
         assert headers == {"content-type": b"application/vnd.plantstream.avro",
                            "ps-gateway": b["gateway"].encode()}
         partitions.setdefault(key, set()).add(partition)

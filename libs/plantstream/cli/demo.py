@@ -24,8 +24,10 @@ def demo(seconds: float, machines: int, faulty: int, rate: float, seed: int, jso
     try `plantstream status`, `plantstream alerts list`, `plantstream sql`; `make down` stops all.
     """
     from plantstream import demo as d
+    from plantstream.telemetry import flush_tracing, setup_tracing
 
     s = settings()
+    setup_tracing("gateway", s)
     d.start_stack(s, click.echo)
     run = d.simulate(s, click.echo, machines=machines, faulty=faulty, seconds=seconds, rate=rate, seed=seed)
     d.drain(s, click.echo)
@@ -39,6 +41,7 @@ def demo(seconds: float, machines: int, faulty: int, rate: float, seed: int, jso
                         ("Latency, ingest to ClickHouse row", summary["latency"])]:
         click.secho(f"\n{title}", bold=True)
         print_table(rows)
+    flush_tracing()
     if json_out:
         with open(json_out, "w") as fh:
             json.dump({"summary": summary, "sent_readings": run.report.readings,

@@ -96,6 +96,9 @@ def simulate(machines: int, machine_types: str, rate: float, duration: float, in
                f"for {duration:g}s", err=True)
     timed = factory.timed_batches(duration, batch_size)
     batches = timed if rate else ((b, None) for b, _ in timed)
+    from plantstream.telemetry import setup_tracing
+
+    setup_tracing("gateway", s)  # each batch starts its trace here (gateway.send)
     report = send_batches(s, batches, fmt=fmt, progress=_progress)
     click.echo("", err=True)
     click.echo(("interrupted: " if report.interrupted else "sent ") + report.line())
@@ -140,6 +143,9 @@ def replay(file: Path, machine: str, tenant: str, site: str, gateway_id: str | N
                f"of {file.name} as {tenant}/{site}/{machine}", err=True)
     batches = replay_batches(rec, tenant=tenant, site=site, machine=machine, gateway=gateway_id,
                              batch_size=batch_size, speed=speed, rebase=not original_time)
+    from plantstream.telemetry import setup_tracing
+
+    setup_tracing("gateway", s)  # each batch starts its trace here (gateway.send)
     report = send_batches(s, batches, fmt=fmt, progress=_progress)
     click.echo("", err=True)
     click.echo(("interrupted: " if report.interrupted else "sent ") + report.line())
