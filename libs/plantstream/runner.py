@@ -21,10 +21,11 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from plantstream.consumerlag import ConsumerLagMeter
-from plantstream.kafka import Output, consumer_config, next_offsets, producer_config, transactional_id
+from plantstream.kafka import Output, consumer_config, next_offsets
 from plantstream.metrics import ServiceMetrics
 from plantstream.settings import Settings
 from plantstream.telemetry import trace_written
+from plantstream.txnguard import ProducerWedged, send_offsets, transactional_producer
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +128,7 @@ def run_processor(
     stop = stop or StopFlag().install()
     metrics = metrics or ServiceMetrics(processor.name)
     consumer = Consumer(consumer_config(settings, group))
-    producer = Producer(producer_config(
-        settings, **{"transactional.id": transactional_id(settings, processor.name),
-                     "transaction.timeout.ms": 10_000}))
-    producer.init_transactions(30)
+    producer = transactional_producer(settings, processor.name)
     consumer.subscribe(
         topics,
         on_assign=lambda _c, parts: _on_assign(processor, parts),
@@ -149,7 +147,14 @@ def run_processor(
             last_input = time.monotonic()
             started = time.perf_counter()
             outputs = processor.process(msgs)
-            _commit_transaction(producer, consumer, processor, msgs, outputs)
+            try:
+                _commit_transaction(producer, consumer, processor, msgs, outputs)
+            except ProducerWedged as exc:
+                log.error("transactional producer wedged; replacing it", extra={"error": str(exc)})
+                processor.aborted()
+                _rewind(consumer, msgs)
+                producer = transactional_producer(settings, processor.name)
+                continue
             metrics.batch(len(msgs), outputs, time.perf_counter() - started)
     finally:
         consumer.close()
@@ -175,8 +180,7 @@ def _commit_transaction(
                         break
                     except BufferError:
                         producer.poll(0.05)
-            producer.send_offsets_to_transaction(
-                next_offsets(msgs), consumer.consumer_group_metadata(), 30)
+            send_offsets(producer, next_offsets(msgs), consumer.consumer_group_metadata(), 10)
             producer.commit_transaction(60)
             processor.committed()
             return
@@ -227,13 +231,28 @@ def run_sink(
     metrics = metrics or ServiceMetrics(sink.name)
     consumer = Consumer(consumer_config(settings, group))
     pending: list[Message] = []
-    first_at = last_input = time.monotonic()
+    first_at = last_input = last_commit_try = time.monotonic()
+    # Offsets of batches the sink holds that Kafka has not taken yet (broker away): a failed
+    # commit is retried, not fatal; the sink is idempotent, so at worst data is re-delivered.
+    uncommitted: dict[tuple[str, int], int] = {}
+
+    def commit() -> None:
+        try:
+            consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in uncommitted.items()],
+                            asynchronous=False)
+            uncommitted.clear()
+        except KafkaException as exc:
+            if exc.args[0].fatal():
+                raise
+            log.warning("offset commit failed; retrying (the sink has the data)",
+                        extra={"error": exc.args[0].str(), "partitions": len(uncommitted)})
 
     def flush() -> None:
         started = time.perf_counter()
         started_ns = time.time_ns()
         sink.write(pending)
-        consumer.commit(offsets=next_offsets(pending), asynchronous=False)
+        uncommitted.update({(tp.topic, tp.partition): tp.offset for tp in next_offsets(pending)})
+        commit()
         metrics.batch(len(pending), [], time.perf_counter() - started)
         trace_written(f"{sink.name}.write", pending, started_ns)
         pending.clear()
@@ -251,6 +270,8 @@ def run_sink(
         # Write what was read from the leaving partitions while they are still ours.
         if pending:
             flush()
+        for p in parts:
+            uncommitted.pop((p.topic, p.partition), None)  # the next owner resumes from the sink
         log.info("partitions revoked", extra={"partitions": [f"{p.topic}[{p.partition}]" for p in parts]})
 
     consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke)
@@ -268,6 +289,9 @@ def run_sink(
                 last_input = now
             if pending and (len(pending) >= batch_size or now - first_at >= max_wait):
                 flush()
+            elif uncommitted and not pending and now - last_commit_try >= 2.0:
+                last_commit_try = now
+                commit()
             elif not msgs and idle_exit_after is not None and now - last_input > idle_exit_after:
                 break
         if pending:

@@ -1,0 +1,293 @@
+"""The whole platform as separate processes for end-to-end tests: the five services started
+with the supervisor (``python -m <service>``, as ``make demo`` does), a simulated factory with
+injected faults and bad input mixed in, and the accounting of every sent reading against
+what ClickHouse holds (through the archival service's read-only endpoint)."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from readings_support import Outcome, account, gateway_output, sent_messages
+
+from plantstream.assets import publish_assets
+from plantstream.db.query import open_target
+from plantstream.errors import PlantstreamError
+from plantstream.gateway.contract import HEADER_CONTENT_TYPE
+from plantstream.gateway.simulator import Factory
+from plantstream.kafka import Output
+from plantstream.lag import group_lags, unread_messages
+from plantstream.settings import Settings
+from plantstream.supervisor import SERVICES, start, status, stop
+from plantstream.topics import GATEWAY_READINGS, machine_key
+
+from kafka_io import produce_all
+
+# Faults the detectors catch within a 30-minute run (after the 400-row warm-up at 1 s); the
+# slow physical ones (bearing wear, overheating) need an hour or more of factory time.
+HORIZON_S = 1800.0
+START_UP_S = 60.0  # gateways go online once machines run: start-up transients are not sent
+FAULTS = ("cavitation:machine=pump-01,start=800,duration=1000",
+          "stuck_sensor:machine=cnc-01,start=800,duration=1000",
+          "spikes:machine=compressor-01,start=800,duration=1000")
+FAULTY = ("pump-01", "cnc-01", "compressor-01")
+HEALTHY = ("conveyor-01", "pump-02", "cnc-02")
+JSON_MACHINE = "conveyor-01"  # its gateway cannot write Avro: JSON batches
+# The run replays 30 minutes of factory history in seconds, so sample times lag ingest times
+# by up to the horizon: the clock-skew rule (meant for live gateways) is off.
+SERVICE_ENV = {"PLANTSTREAM_QUERY_PORT": "0", "PLANTSTREAM_CLOCK_SKEW_SECONDS": "0"}
+NAN_READINGS = 3
+
+
+class Stack:
+    """The five services for one test's settings, as supervised background processes."""
+
+    def __init__(self, settings: Settings, env: dict[str, str]) -> None:
+        self.settings = settings
+        self.env = {**env, **SERVICE_ENV}
+        self.restarted: list[str] = []
+
+    def start(self, *names: str) -> None:
+        for name in names or SERVICES:
+            start(self.settings, name, env=self.env)
+
+    def pid(self, name: str) -> int:
+        pids = [p.pid for p in status(self.settings) if p.service == name and p.alive and p.pid]
+        assert pids, f"{name} is not running\n{self.tails()}"
+        return pids[0]
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no chance to finish a batch, commit or leave the group."""
+        pid = self.pid(name)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(p.pid == pid and p.alive for p in status(self.settings)):
+            assert time.monotonic() < deadline, f"{name} (pid {pid}) survived SIGKILL"
+            time.sleep(0.05)
+
+    def dead(self) -> list[str]:
+        return [p.service for p in status(self.settings) if not p.alive]
+
+    def restart_dead(self) -> list[str]:
+        """Start again every service that exited; returns their names."""
+        names = self.dead()
+        for name in names:
+            start(self.settings, name, env=self.env)
+        self.restarted += names
+        return names
+
+    def assert_alive(self, during: str) -> None:
+        if dead := self.dead():
+            raise AssertionError(f"{', '.join(dead)} exited during {during}\n{self.tails(dead)}")
+
+    def tails(self, names: list[str] | None = None, lines: int = 12) -> str:
+        out = []
+        for p in status(self.settings):
+            if names is None or p.service in names:
+                try:
+                    text = p.log.read_text(errors="replace").splitlines()[-lines:]
+                except OSError:
+                    text = ["(no log)"]
+                out.append(f"--- {p.service} (pid {p.pid}, {'alive' if p.alive else 'DEAD'}) {p.log}\n"
+                           + "\n".join(line[:400] for line in text))
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        stop(self.settings)
+
+    def wait_consuming(self, timeout: float = 120.0) -> None:
+        """Until every service's consumer group has a member."""
+        deadline = time.monotonic() + timeout
+        waiting: list[str] = []
+        while time.monotonic() < deadline:
+            self.assert_alive("start-up")
+            waiting = [g.service for g in group_lags(self.settings) if g.members == 0]
+            if not waiting:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"not consuming after {timeout:.0f}s: {waiting}\n{self.tails(waiting)}")
+
+    def wait_progress(self, name: str, timeout: float = 60.0) -> None:
+        """Until ``name``'s group commits past where it is now (it is working mid-stream)."""
+        def committed() -> int:
+            return next(g.committed for g in group_lags(self.settings) if g.service == name)
+        before = committed()
+        deadline = time.monotonic() + timeout
+        while committed() <= before:
+            self.assert_alive(f"waiting for {name} to make progress")
+            assert time.monotonic() < deadline, f"{name} committed nothing for {timeout:.0f}s\n{self.tails()}"
+            time.sleep(0.2)
+
+    def wait_drained(self, timeout: float = 150.0) -> None:
+        """Until no service group has an unread message (twice in a row, 1 s apart)."""
+        deadline = time.monotonic() + timeout
+        calm = 0
+        while True:
+            self.assert_alive("draining")
+            behind = {s: n for s in SERVICES if (n := unread_messages(self.settings, s))}
+            calm = calm + 1 if not behind else 0
+            if calm == 2:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"unread messages after {timeout:.0f}s: {behind}\n{self.tails()}")
+            time.sleep(1.0)
+
+
+@dataclass
+class Plan:
+    """What a test sends: the factory's batches and the bad input mixed into them."""
+
+    factory: Factory
+    outputs: list[Output]
+    readings: int                  # readings in decodable messages
+    undecodable: int               # messages that are not a batch at all
+    bad: dict[str, int] = field(default_factory=dict)  # dead letters expected for these reasons
+
+
+def factory_plan(settings: Settings, machines: int = 6, seed: int = 11) -> Plan:
+    """A 30-minute factory run (1 s interval) of six machines, three with faults, one with a
+    JSON gateway, and bad input mixed in: a malformed JSON message, a batch from an unknown
+    machine, NaN readings and a batch a gateway sent twice."""
+    factory = Factory.build(machines=machines, seed=seed, faults=FAULTS, horizon=HORIZON_S, interval=1.0)
+    for _ in factory.batches(until=START_UP_S):
+        pass
+    batches = list(factory.batches(batch_size=100))
+    nan_batch = next(b for b in batches[len(batches) // 3:] if b["machine"] != JSON_MACHINE)
+    nan_batch["readings"] = [dict(r) for r in nan_batch["readings"]]
+    for r in nan_batch["readings"][:NAN_READINGS]:
+        r["value"] = math.nan
+    outputs = [gateway_output(settings, b, "json" if b["machine"] == JSON_MACHINE else "avro")
+               for b in batches]
+    ghost = dict(batches[5], batch_id="ghost-batch", machine="ghost-99", gateway="gw-ghost")
+    resent = batches[len(batches) // 2]
+    topic = GATEWAY_READINGS.physical(settings)
+    malformed = Output(topic, machine_key("demo", "plant-1", "pump-01"), b'{"batch_id": "x", "readings": [',
+                       [(HEADER_CONTENT_TYPE, b"application/json")])
+    extras = [(len(outputs) // 4, gateway_output(settings, ghost)), (len(outputs) // 2, malformed),
+              (len(outputs) * 3 // 4, gateway_output(settings, resent))]
+    for at, out in sorted(extras, key=lambda e: -e[0]):
+        outputs.insert(at, out)
+    readings = sum(len(b["readings"]) for b in batches) + len(ghost["readings"]) + len(resent["readings"])
+    bad = {"unknown_machine": 1, "malformed_json": 1, "duplicate_batch": 1, "non_finite": NAN_READINGS}
+    return Plan(factory, outputs, readings, 1, bad)
+
+
+def publish_factory(settings: Settings, plan: Plan) -> None:
+    records = plan.factory.assets()
+    assert publish_assets(settings, records) == len(records)
+
+
+class PacedSender(threading.Thread):
+    """Produces the plan's messages spread over ``seconds`` (a stream that services can be
+    killed in the middle of); re-raises a producer failure in :meth:`finish`."""
+
+    def __init__(self, settings: Settings, outputs: list[Output], seconds: float) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.outputs, self.seconds = settings, outputs, seconds
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from plantstream.kafka import ReliableProducer
+
+        try:
+            producer = ReliableProducer(self.settings)
+            started = time.monotonic()
+            for i, out in enumerate(self.outputs):
+                due = started + self.seconds * i / len(self.outputs)
+                while (wait := due - time.monotonic()) > 0:
+                    producer.poll(min(wait, 0.1))
+                producer.produce(out)
+            producer.flush(120)
+        except BaseException as exc:  # noqa: BLE001 - reported by finish()
+            self.error = exc
+
+    def finish(self, timeout: float = 180.0) -> None:
+        self.join(timeout)
+        assert not self.is_alive(), f"the sender did not finish within {timeout:.0f}s"
+        if self.error is not None:
+            raise AssertionError(f"sending failed: {self.error!r}") from self.error
+
+
+def send_all(settings: Settings, plan: Plan) -> None:
+    assert produce_all(settings, plan.outputs) == len(plan.outputs)
+
+
+# -- what ClickHouse holds ------------------------------------------------------------------
+
+def query(settings: Settings, sql: str) -> list[dict[str, Any]]:
+    target = open_target(settings)
+    try:
+        return target.arrow(sql).to_pylist()
+    except PlantstreamError as exc:
+        raise AssertionError(f"query failed: {exc}\n{sql}") from exc
+    finally:
+        target.close()
+
+
+def archived_outcome(settings: Settings, sent: dict[tuple[int, int], dict[str, Any] | None]) -> Outcome:
+    """The fate of every sent reading according to ClickHouse: ``readings`` rows by
+    reading_id, ``rejected`` rows by dead-letter id and source."""
+    dead = query(settings, "SELECT id, stage, reason, source_topic, source_partition, source_offset, "
+                           "hex(original) AS original_hex FROM rejected")
+    for d in dead:
+        d["original"] = bytes.fromhex(d.pop("original_hex"))
+    poison = [d for d in dead if d["stage"] == "archival"]
+    assert not poison, f"archival could not store records: {poison[:3]}"
+    valid = [r["reading_id"] for r in query(settings, "SELECT reading_id FROM readings")]
+    return account(sent, GATEWAY_READINGS.physical(settings), dead, valid)
+
+
+def wait_archived(settings: Settings, stack: Stack, readings: int, timeout: float = 120.0) -> Outcome:
+    """Read gateway.readings back, then wait until ClickHouse accounts for ``readings``
+    readings (one fate each) and return the outcome."""
+    sent = sent_messages(settings)
+    deadline = time.monotonic() + timeout
+    while True:
+        stack.assert_alive("archiving")
+        out = archived_outcome(settings, sent)
+        covered = sum(1 for v in out.fates.values() if v)
+        if covered >= readings + 1 or time.monotonic() > deadline:  # + the undecodable message
+            return out
+        time.sleep(1.0)
+
+
+def duplicates(settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    """Rows ClickHouse holds more than once, by their natural keys."""
+    sql = {
+        "readings": "SELECT reading_id, count() AS n FROM readings GROUP BY reading_id HAVING n > 1",
+        "rejected": "SELECT id, count() AS n FROM rejected GROUP BY id HAVING n > 1",
+        "anomalies": "SELECT event_id, ts, count() AS n FROM anomalies GROUP BY event_id, ts HAVING n > 1",
+        "alerts": "SELECT alert_id, revision, count() AS n FROM alerts GROUP BY alert_id, revision "
+                  "HAVING n > 1",
+    }
+    return {table: query(settings, q + " LIMIT 5") for table, q in sql.items()}
+
+
+def event_counts(settings: Settings) -> dict[str, int]:
+    """Anomaly events and alert revisions archived (so duplicate checks have something to check)."""
+    row = query(settings, "SELECT (SELECT count() FROM anomalies) AS anomalies, "
+                          "(SELECT count() FROM alerts) AS alerts")[0]
+    return {k: int(v) for k, v in row.items()}
+
+
+def alerts_by_machine(settings: Settings) -> Counter[str]:
+    rows = query(settings, "SELECT machine, uniqExact(alert_id) AS n FROM alerts GROUP BY machine")
+    return Counter({r["machine"]: r["n"] for r in rows})
+
+
+def assert_conserved(out: Outcome, plan: Plan) -> None:
+    """Every sent reading (and the undecodable message) has exactly one fate."""
+    assert len(out.fates) == plan.readings + plan.undecodable
+    missing = [k for k, v in out.fates.items() if not v]
+    doubled = {k: v for k, v in out.fates.items() if len(v) > 1}
+    assert not missing, f"{len(missing)} sent readings are not in ClickHouse, e.g. {missing[:5]}"
+    assert not doubled, \
+        f"{len(doubled)} readings are in ClickHouse more than once, e.g. {list(doubled.items())[:5]}"
+    got = {reason: out.reasons[reason] for reason in plan.bad}
+    assert got == plan.bad, f"dead letters by reason: {out.reasons}"
