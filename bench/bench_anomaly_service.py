@@ -1,7 +1,9 @@
 """End-to-end throughput of the anomaly service (``python -m anomaly``) on a real broker.
 
 Produces reading_batch records (default 50 machines x 10 sensors, 100 readings a batch)
-straight to readings.valid, starts the service, and measures readings/s from its first
+straight to readings.valid, in Kafka transactions of ``--tx-size`` records as the validation
+service writes that topic (each leaves a commit marker: offset gaps; 0: no transactions),
+starts the service, and measures readings/s from its first
 commit until it has committed everything, plus its peak RSS. In the same run it measures
 the baseline: the service's scoring path (``Scorer.handle`` on the same bytes, no Kafka) on
 one core, and reports the ratio. Uses PLANTSTREAM_KAFKA_BOOTSTRAP if set, else starts its
@@ -24,7 +26,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from anomaly.config import detector_factory, scorer_config
 from anomaly.scorer import Scorer
@@ -32,7 +34,7 @@ from anomaly.synthetic import SyntheticMachine, asset_record, stream
 from plantstream.assets import publish_assets
 from plantstream.avro import AvroCodec
 from plantstream.deadletter import DeadLetters
-from plantstream.kafka import Output, ReliableProducer, consumer_config, create_topics
+from plantstream.kafka import consumer_config, create_topics, producer_config
 from plantstream.settings import Settings
 from plantstream.topics import READINGS_VALID
 
@@ -64,6 +66,34 @@ def committed(settings: Settings, tps: list[TopicPartition]) -> list[int]:
         c.close()
 
 
+def produce(settings: Settings, topic: str, data: list[tuple[bytes, bytes]], tx_size: int) -> dict[int, int]:
+    """Write ``data`` in transactions of ``tx_size`` records (0: none); the last offset per partition."""
+    conf = producer_config(settings)
+    if tx_size:
+        conf["transactional.id"] = f"bench-{uuid.uuid4().hex}"
+    prod = Producer(conf)
+    last: dict[int, int] = {}
+
+    def delivered(err: object, msg: object) -> None:
+        if err is not None:
+            raise SystemExit(f"produce failed: {err}")
+        last[msg.partition()] = max(last.get(msg.partition(), -1), msg.offset())  # type: ignore[attr-defined]
+
+    if tx_size:
+        prod.init_transactions(30)
+    step = tx_size or len(data)
+    for i in range(0, len(data), step):
+        if tx_size:
+            prod.begin_transaction()
+        for k, v in data[i:i + step]:
+            prod.produce(topic, v, k, on_delivery=delivered)
+            prod.poll(0)
+        if tx_size:
+            prod.commit_transaction(60)
+    prod.flush(120)
+    return last
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -89,6 +119,8 @@ def main() -> int:
     ap.add_argument("--machines", type=int, default=50)
     ap.add_argument("--sensors", type=int, default=10)
     ap.add_argument("--samples", type=int, default=2000, help="sample times per machine")
+    ap.add_argument("--tx-size", type=int, default=20,
+                    help="records per Kafka transaction on readings.valid (0: no transactions)")
     ap.add_argument("--out", type=Path, default=REPO / "bench/results/anomaly_service.json")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-anomaly-"))
@@ -108,19 +140,16 @@ def main() -> int:
         data = [(k, codec.encode("reading_batch", r)) for k, r in stream(ms, args.samples, per_batch)]
         readings = args.machines * args.sensors * args.samples
         topic = READINGS_VALID.physical(s)
-        prod = ReliableProducer(s)
-        for k, v in data:
-            prod.produce(Output(topic, k, v))
-        prod.flush(120)
-        del prod  # no client left retrying against the broker after it stops
-        print(f"produced {len(data):,} batches = {readings:,} readings", flush=True)
+        last = produce(s, topic, data, args.tx_size)
+        how = f"transactions of {args.tx_size}" if args.tx_size else "no transactions"
+        print(f"produced {len(data):,} batches = {readings:,} readings ({how})", flush=True)
         base = baseline(s, data)
         print(f"baseline scoring path: {base:,.0f} readings/s (one core, no Kafka)", flush=True)
 
         tps = [TopicPartition(topic, p) for p in range(s.partitions)]
-        probe = Consumer(consumer_config(s, f"probe-{uuid.uuid4().hex}"))
-        ends = [probe.get_watermark_offsets(tp, timeout=10)[1] for tp in tps]
-        probe.close()
+        # Past the last record, not the end offset: a trailing commit marker is never delivered,
+        # so a consumer never commits past it.
+        ends = [last.get(p, -1) + 1 for p in range(s.partitions)]
         env = {**os.environ, "PLANTSTREAM_HOME": str(tmp), "PLANTSTREAM_KAFKA_BOOTSTRAP": bootstrap,
                "PLANTSTREAM_TOPIC_PREFIX": s.topic_prefix, "PLANTSTREAM_PARTITIONS": str(s.partitions),
                "PLANTSTREAM_ANOMALY_WARMUP": "200", "PLANTSTREAM_LOG_LEVEL": "WARNING"}
@@ -147,6 +176,7 @@ def main() -> int:
             "benchmark": "anomaly service end to end (readings.valid -> anomalies, real broker)",
             "machines": args.machines, "sensors_per_machine": args.sensors, "samples": args.samples,
             "readings": readings, "batches": len(data), "readings_per_batch": per_batch * args.sensors,
+            "input_transaction_size": args.tx_size,
             "startup_s": t_first - t_start, "consume_s": t_end - t_first,
             "service_readings_per_s": svc, "service_peak_rss_mb": rss,
             "baseline_scoring_readings_per_s_one_core": base, "ratio_service_to_baseline": svc / base,

@@ -12,9 +12,10 @@ Why these choices:
   revoked (shutdown, rebalance).
 - Outputs go to the same partition number as their input, so ``anomalies`` stays
   co-partitioned with ``readings.valid`` whatever partitioner the upstream producers use.
-- Input is read at least once (faust's consumer reads uncommitted data unless it runs
-  transactions); the row assembler skips sample times the model has already seen, so
-  redeliveries and aborted upstream transactions do not train the model twice.
+- Input is read at least once, read_committed (``plantstream.faustkafka.App``: records of
+  aborted upstream transactions are never seen, and commits move past transaction markers);
+  the row assembler skips sample times the model has already seen, so redeliveries do not
+  train the model twice.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Tracer
 
 from anomaly.scorer import Scorer
+from plantstream import faustkafka
 from plantstream.kafka import Output, faust_group_options
 from plantstream.metrics import ServiceMetrics
 from plantstream.settings import Settings
@@ -58,7 +60,7 @@ def build_app(settings: Settings, scorer: Scorer, metrics: ServiceMetrics,
     tracer = tracer or trace.get_tracer("plantstream.anomaly")
     datadir = settings.home / "anomaly" / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = faustkafka.App(  # faust.App, fixed for transactional (gapped) input topics
         app_id(settings),
         broker=broker_urls(settings.kafka_bootstrap),
         datadir=str(datadir),

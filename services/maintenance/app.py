@@ -2,7 +2,8 @@
 one machine's inputs are applied in order), alerts and notifications out, state in the table
 ``machines`` (changelog ``<prefix>maintenance-machines-changelog``, from the topic catalog).
 
-Delivery guarantees (faust is at-least-once):
+Delivery guarantees (faust is at-least-once; ``plantstream.faustkafka.App`` reads committed
+records only and commits past the upstream transactions' markers):
 - State updates are idempotent: each machine remembers the last offset applied per input
   topic and skips redelivered input.
 - Alert revisions are full snapshots identified by (alert_id, revision); they are sent and
@@ -31,6 +32,7 @@ from opentelemetry.trace import Tracer
 from maintenance.lifecycle import Emission, Policy
 from maintenance.machine import MachineState, RuleSet
 from maintenance.table import MachineTable
+from plantstream import faustkafka
 from plantstream.alertstate import InvalidCommand
 from plantstream.assets import AssetRegistry
 from plantstream.avro import AvroCodec
@@ -89,7 +91,7 @@ def now_us() -> int:
 def build_app(settings: Settings, rt: Runtime) -> faust.App:
     datadir = settings.home / "maintenance" / "faust"
     datadir.parent.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = faustkafka.App(  # faust.App, fixed for transactional (gapped) input topics
         app_id(settings),
         broker=[f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",") if hp.strip()],
         datadir=str(datadir),

@@ -1,0 +1,72 @@
+"""Test input written the way plantstream processors write it: in Kafka transactions (each
+leaves a commit marker, an offset never delivered), plus a helper to wait until a consumer
+group has committed past given offsets."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from plantstream.kafka import Output, consumer_config, producer_config
+from plantstream.settings import Settings
+
+
+def produce_transactions(settings: Settings, outputs: list[Output], per_transaction: int,
+                         abort: bool = False) -> dict[int, int]:
+    """Produce ``outputs`` in transactions of ``per_transaction`` records (aborted ones if
+    ``abort``); returns the highest offset written per partition."""
+    producer = Producer(producer_config(settings, **{"transactional.id": f"test-tx-{uuid.uuid4().hex}"}))
+    producer.init_transactions(30)
+    last: dict[int, int] = {}
+    errors: list[str] = []
+
+    def delivered(err: object, msg: object) -> None:
+        if err is not None:
+            errors.append(str(err))
+        else:
+            last[msg.partition()] = max(last.get(msg.partition(), -1), msg.offset())  # type: ignore[attr-defined]
+
+    for i in range(0, len(outputs), per_transaction):
+        producer.begin_transaction()
+        for out in outputs[i:i + per_transaction]:
+            producer.produce(out.topic, out.value, out.key, headers=out.headers, on_delivery=delivered)
+        producer.flush(30)
+        if abort:
+            producer.abort_transaction(30)
+        else:
+            producer.commit_transaction(30)
+    assert not errors, errors
+    return last
+
+
+def committed(settings: Settings, group: str, topic: str, partitions: int) -> list[int]:
+    """The committed offsets of ``topic`` (0 where none) of ``group``, named as for
+    :func:`consumer_config` (without the topic prefix); [] while the coordinator loads."""
+    c = Consumer(consumer_config(settings, group))
+    try:
+        return [max(tp.offset, 0) for tp in c.committed([TopicPartition(topic, p) for p in range(partitions)],
+                                                       timeout=10)]
+    except KafkaException:
+        return []
+    finally:
+        c.close()
+
+
+def wait_committed_past(settings: Settings, group: str, topic: str, last: dict[int, int],
+                        timeout: float, alive: Callable[[], None]) -> float:
+    """Seconds until ``group`` has committed every partition of ``topic`` past ``last``
+    (offset + 1: the trailing commit marker is never delivered, so it is never committed);
+    fails after ``timeout`` saying how far the group got."""
+    t0 = time.monotonic()
+    done: list[int] = []
+    while time.monotonic() - t0 < timeout:
+        alive()
+        done = committed(settings, group, topic, settings.partitions)
+        if done and all(done[p] >= off + 1 for p, off in last.items()):
+            return time.monotonic() - t0
+        time.sleep(0.5)
+    want = {p: off + 1 for p, off in sorted(last.items())}
+    raise AssertionError(f"{group} committed {done} of {topic} after {timeout:.0f}s; wanted {want}")
