@@ -74,7 +74,7 @@ PLAN: tuple[Bench, ...] = (
         ("ratio to pass-through (batch 120)", "ingest_validation:rounds.120.ratio_pair_to_baseline"),
         ("readings/s (batch 500)", "ingest_validation:rounds.500.pair.readings_per_s"),
     )),
-    Bench("archival", _script("bench_archival", "--readings", "5000000"), 150, ("archival",), (
+    Bench("archival", _script("bench_archival", "--readings", "10000000"), 240, ("archival",), (
         ("Arrow insert rows/s", "archival:insert.arrow_rows_per_s"),
         ("sink path readings/s", "archival:sink_path.end_to_end_readings_per_s"),
         ("bytes on disk per reading", "archival:disk.bytes_per_reading"),
