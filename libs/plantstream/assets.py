@@ -28,9 +28,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -44,6 +44,7 @@ from plantstream.topics import ASSETS, machine_key
 log = logging.getLogger(__name__)
 
 MachineId = tuple[str, str, str]
+T = TypeVar("T")
 
 _SENSOR_KEYS = {"id", "tag", "unit", "gateway_unit", "valid", "warning_high", "critical_high",
                 "warning_low", "critical_low", "action"}
@@ -262,3 +263,28 @@ class AssetFollower:
             log.exception("asset follower failed")
         finally:
             consumer.close()
+
+
+class RegistryView(Generic[T]):
+    """Per-machine lookup tables derived from the registry (e.g. tag -> sensor spec), built
+    once per machine and rebuilt after any registry change: services look them up per message,
+    so deriving them each time would be wasted work on the hot path."""
+
+    def __init__(self, registry: AssetRegistry, build: Callable[[dict[str, Any]], T]) -> None:
+        self.registry = registry
+        self.build = build
+        self._tables: dict[MachineId, T | None] = {}
+        self._version = -1
+
+    def get(self, mid: MachineId) -> T | None:
+        """The table of machine ``mid``, or None if the registry does not know the machine."""
+        if self.registry.version != self._version:
+            self._tables.clear()
+            self._version = self.registry.version
+        try:
+            return self._tables[mid]
+        except KeyError:
+            asset = self.registry.machine(*mid)
+            table = None if asset is None else self.build(asset)
+            self._tables[mid] = table
+            return table

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ingest.dedup import SeenBatches
-from plantstream.assets import AssetRegistry
+from plantstream.assets import AssetRegistry, RegistryView
 from plantstream.deadletter import CONTENT_TYPE_READING_JSON, DeadLetters, Source
 from plantstream.errors import DecodeError
 from plantstream.gateway.contract import GatewayLimits, decode_gateway_columns
@@ -91,20 +91,7 @@ class Normalizer:
         self.dead = dead
         self.out_topic = out_topic
         self.limits = limits
-        self._tables: dict[tuple[str, str, str], dict[str, TagEntry] | None] = {}
-        self._tables_version = -1
-
-    def _table(self, mid: tuple[str, str, str]) -> dict[str, TagEntry] | None:
-        if self.registry.version != self._tables_version:
-            self._tables.clear()
-            self._tables_version = self.registry.version
-        try:
-            return self._tables[mid]
-        except KeyError:
-            asset = self.registry.machine(*mid)
-            table = None if asset is None else tag_table(asset)
-            self._tables[mid] = table
-            return table
+        self._tables = RegistryView(registry, tag_table)
 
     def normalize(self, src: Source, now_us: int) -> list[Output]:
         try:
@@ -114,7 +101,7 @@ class Normalizer:
         tenant, site, machine = batch.tenant, batch.site, batch.machine
         mid = (tenant, site, machine)
         who = {"tenant": tenant, "site": site, "machine": machine, "now_us": now_us}
-        table = self._table(mid)
+        table = self._tables.get(mid)
         if table is None:
             return [self.dead.make(src, "unknown_machine",
                                    f"machine {tenant}/{site}/{machine} is not in the asset registry; "

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from confluent_kafka import Message, TopicPartition
 from opentelemetry.trace import Tracer
 
-from plantstream.assets import AssetRegistry
+from plantstream.assets import AssetRegistry, RegistryView
 from plantstream.deadletter import CONTENT_TYPE_READING_AVRO, DeadLetters, Source
 from plantstream.errors import DecodeError
 from plantstream.kafka import Output
@@ -41,20 +41,7 @@ class ValidationProcessor(Processor):
         self.clock = SensorClock(settings)
         self.future_us = int(settings.future_tolerance_s * 1e6)
         self.stale_us = int(settings.stale_after_s * 1e6)
-        self._tables: dict[tuple[str, str, str], SensorTable | None] = {}
-        self._tables_version = -1
-
-    def _table(self, mid: tuple[str, str, str]) -> SensorTable | None:
-        if self.registry.version != self._tables_version:
-            self._tables.clear()
-            self._tables_version = self.registry.version
-        try:
-            return self._tables[mid]
-        except KeyError:
-            asset = self.registry.machine(*mid)
-            table = None if asset is None else sensor_table(asset)
-            self._tables[mid] = table
-            return table
+        self._tables = RegistryView(registry, sensor_table)
 
     def process(self, messages: Sequence[Message]) -> list[Output]:
         now_us = time.time_ns() // 1000
@@ -78,7 +65,7 @@ class ValidationProcessor(Processor):
                         "plantstream.machine": view.machine, "plantstream.batch_id": view.batch_id,
                         "plantstream.readings": len(view)})
         who = {"tenant": view.tenant, "site": view.site, "machine": view.machine, "now_us": now_us}
-        table = self._table(mid)
+        table = self._tables.get(mid)
         if table is None:
             outs.append(self.dead.make(src, "unknown_machine",
                                        f"machine {'/'.join(mid)} is no longer in the asset registry; "
