@@ -172,8 +172,9 @@ def summarize(args: argparse.Namespace, kafka: dict | None, warm: dict, steps: l
     rate = best["achieved_readings_per_s"] if best else 0
     ratio = {}
     if kafka:
-        ratio = {"to_kafka_producer": round(rate / kafka["producer"]["readings_per_s"], 4),
-                 "to_kafka_consumer": round(rate / kafka["consumer"]["readings_per_s"], 4)}
+        # four significant figures: the ratios are small (~0.005), so fixed decimals lose them
+        ratio = {"to_kafka_producer": float(f'{rate / kafka["producer"]["readings_per_s"]:.4g}'),
+                 "to_kafka_consumer": float(f'{rate / kafka["consumer"]["readings_per_s"]:.4g}')}
     return {"benchmark": "full pipeline: sustained rate, lag, end-to-end latency", **machine_facts(),
             "params": {k: v for k, v in vars(args).items() if k not in {"out"}},
             "sustained_readings_per_s": rate,
