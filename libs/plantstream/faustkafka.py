@@ -17,6 +17,16 @@ transaction per ``broker_commit_interval``, ~7 records/s, so the group's lag, th
 :class:`GapAwareConsumer` records each gap itself, exactly the undelivered offsets between
 two delivered messages, and ignores faust's own gap records.
 
+faust's commit also tests ``min(acked) - committed > 1`` although ``committed`` is Kafka's
+*next* offset to read, so it commits past one offset that was neither processed nor a gap.
+That offset exists whenever a fetched message is dropped before it reaches the agent (the
+fetch loop gives up a delivery when flow is suspended at start-up or in a rebalance, then
+seeks back to the committed offset): the commit moved past it first, the seek skipped it,
+and its records were lost for good (measured: the anomaly service skipped one reading batch
+of a machine under CPU load and its detector diverged from a never-restarted one).
+:meth:`GapAwareConsumer._new_offset` commits only up to the first offset that was neither
+acknowledged nor a recorded gap, so a dropped message is read again after the seek.
+
 faust also reads ``read_uncommitted`` unless the app itself runs transactions
 (``processing_guarantee="exactly_once"``), so records of aborted upstream transactions would
 be processed. :class:`ReadCommittedThread` sets ``read_committed`` on the aiokafka consumer
@@ -27,11 +37,11 @@ Use :class:`App` instead of ``faust.App``.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiokafka
 import faust
-from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
@@ -58,32 +68,78 @@ class GapAwareConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         deliver = self.callback
+        # Per partition, the offset after the last message handed to the agents; a seek sets
+        # it to the committed offset (the next to read).
+        self._next_offset: dict[TP, int | None] = {}
 
         async def on_message(message: Message) -> None:
+            try:
+                await deliver(message)
+            except asyncio.CancelledError:
+                # Delivery given up (flow suspended): the message is neither processed nor a
+                # gap, so commits stop before it until a seek reads it again; no gap is
+                # recorded across it (the next offset is unknown until then).
+                self._next_offset[message.tp] = None
+                raise
             await self._note_gap(message)
-            await deliver(message)
 
-        # _drain_messages calls this for every fetched message, in offset order per
-        # partition, before it updates _read_offset to the message's offset.
+        # _drain_messages calls this for every fetched message, in offset order per partition.
         self.callback = on_message
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        self._next_offset = {tp: off for tp, off in self._read_offset.items()}
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        await super().seek(partition, offset)
+        self._next_offset[partition] = offset
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:
+            self._next_offset.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
+
     async def _note_gap(self, message: Message) -> None:
         tp: TP = message.tp
-        # The last delivered offset; right after a seek, the committed offset (next to read).
-        last = self._read_offset[tp]
-        if last is None or message.offset <= last + 1:
+        expected = self._next_offset.get(tp)
+        self._next_offset[tp] = max(message.offset + 1, expected or 0)
+        if expected is None or message.offset <= expected:
             return
         if self.app.topics.acks_enabled_for(message.topic):
-            # faust's _add_gap records [offset_from, offset_to], both ends included.
-            await faust_consumer.Consumer._add_gap(self, tp, last + 1, message.offset - 1)
+            # Not faust's _add_gap: it drops the offset right at the committed one (off by one).
+            gaps = self._gap[tp]
+            gaps.addi(expected, message.offset)  # interval end excluded: the message itself
+            gaps.merge_overlaps()
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """faust's own gap records (off by one, none after offset 0) are replaced by
         :meth:`_note_gap`."""
         return None
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """The offset to commit: past the consecutive run of acknowledged or gap offsets that
+        starts at the committed offset (faust's own test lets one unprocessed offset through)."""
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        done = set(acked)
+        gaps = self._gap[tp]
+        for iv in gaps.overlap(0, max(done) + 1):
+            done.update(range(iv.begin, iv.end))
+        committed = self._committed_offset[tp]  # None: offset 0 or nothing committed yet
+        start = min(done) if committed is None else committed
+        end = start
+        while end in done:
+            end += 1
+        if end == start:
+            return None
+        acked[:] = sorted(o for o in acked if o >= end)
+        self._acked_index[tp].difference_update([o for o in self._acked_index[tp] if o < end])
+        gaps.chop(0, end)
+        return end
 
 
 class GapAwareTransport(faust_aiokafka.Transport):
