@@ -1,8 +1,12 @@
 """The service loop, written once: consume a batch, let the service's logic turn it into
 output records, and commit.
 
-- :class:`Processor` (ingest, validation): output records and the input offsets are committed
-  in one Kafka transaction, so a crash at any moment neither loses nor duplicates output.
+- :class:`Processor` (ingest, validation, anomaly, maintenance): output records, the changes
+  of the processor's :class:`~plantstream.store.PartitionStore` s and the input offsets are
+  committed in one Kafka transaction, so a crash at any moment neither loses nor duplicates
+  output or state. Stores are rebuilt from their changelogs when partitions are assigned.
+  ``tick(now_us)`` serves timers (no data, auto-resolve): its outputs and state changes are
+  committed in a transaction of their own, between batches.
 - :class:`Sink` (archival): ``write(batch)`` stores the batch elsewhere; offsets are committed
   only after it returns (the Quix Streams contract), so a crash re-delivers and the sink
   must be idempotent.
@@ -15,7 +19,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -24,21 +28,30 @@ from plantstream.consumerlag import ConsumerLagMeter
 from plantstream.kafka import Output, consumer_config, next_offsets
 from plantstream.metrics import ServiceMetrics
 from plantstream.settings import Settings
+from plantstream.store import PartitionStore
 from plantstream.telemetry import trace_written
 from plantstream.txnguard import ProducerWedged, send_offsets, transactional_producer
 
 log = logging.getLogger(__name__)
 
+Step = Callable[[list[Message]], list[Output]]
+
 
 class Processor:
     """Turns a batch of input messages into output records. Subclasses override
-    :meth:`process`; :meth:`committed` / :meth:`aborted` let them keep state (e.g. seen
-    batch ids) consistent with what Kafka actually committed."""
+    :meth:`process`, and keep their state in ``stores`` (the loop writes their changelogs,
+    commits or rolls them back with the batch, and rebuilds them on assignment)."""
 
     name = "processor"
+    stores: tuple[PartitionStore[Any], ...] = ()
+    tick_seconds: float | None = None  # how often the loop calls tick(); None: never
 
     def process(self, messages: Sequence[Message]) -> list[Output]:
         raise NotImplementedError
+
+    def tick(self, now_us: int) -> list[Output]:
+        """Timers: called every ``tick_seconds`` between batches, on the partitions owned."""
+        return []
 
     def committed(self) -> None:
         """The last batch's output and offsets are durable in Kafka."""
@@ -118,48 +131,102 @@ def run_processor(
     group: str,
     *,
     batch_size: int = 500,
+    max_wait: float = 0.0,
     poll_timeout: float = 0.5,
     stop: StopFlag | None = None,
     metrics: ServiceMetrics | None = None,
     idle_exit_after: float | None = None,
 ) -> None:
     """Consume ``topics`` in consumer group ``group`` and run ``processor`` exactly once per
-    message. ``idle_exit_after`` (seconds without input) is for tests and batch jobs."""
+    message. A batch is up to ``batch_size`` messages, gathered for up to ``max_wait``
+    seconds after its first one (state-heavy processors trade a little latency for fewer,
+    larger transactions). ``idle_exit_after`` (seconds without input) is for tests and batch
+    jobs."""
     stop = stop or StopFlag().install()
     metrics = metrics or ServiceMetrics(processor.name)
-    consumer = Consumer(consumer_config(settings, group))
+    # Several input topics share per-partition state (maintenance: readings, anomalies and
+    # commands of one machine): the range assignor gives partition p of every topic to the
+    # same copy; cooperative-sticky would not.
+    overrides = {"partition.assignment.strategy": "range"} if len(topics) > 1 else {}
+    consumer = Consumer(consumer_config(settings, group, **overrides))
     producer = transactional_producer(settings, processor.name)
     consumer.subscribe(
         topics,
         on_assign=lambda _c, parts: _on_assign(processor, parts),
         on_revoke=lambda _c, parts: _on_revoke(processor, parts),
+        on_lost=lambda _c, parts: _on_revoke(processor, parts),
     )
-    last_input = time.monotonic()
+    last_input = last_tick = time.monotonic()
     lag = ConsumerLagMeter(metrics)
     try:
         while not stop.stopping:
-            msgs = _check(consumer.consume(batch_size, poll_timeout))
+            msgs = _gather(consumer, batch_size, max_wait, poll_timeout, stop)
             lag.maybe_update(consumer)
+            now = time.monotonic()
+            if processor.tick_seconds is not None and now - last_tick >= processor.tick_seconds:
+                last_tick = now
+                if processor.stores and not any(st.partitions() for st in processor.stores):
+                    pass  # nothing owned yet: no timers to serve
+                else:
+                    producer = _run_step(producer, consumer, processor, settings, [],
+                                         lambda _msgs: processor.tick(time.time_ns() // 1000), metrics)
             if not msgs:
-                if idle_exit_after is not None and time.monotonic() - last_input > idle_exit_after:
+                if idle_exit_after is not None and now - last_input > idle_exit_after:
                     break
                 continue
-            last_input = time.monotonic()
-            started = time.perf_counter()
-            outputs = processor.process(msgs)
-            try:
-                _commit_transaction(producer, consumer, processor, msgs, outputs)
-            except ProducerWedged as exc:
-                log.error("transactional producer wedged; replacing it", extra={"error": str(exc)})
-                processor.aborted()
-                _rewind(consumer, msgs)
-                producer = transactional_producer(settings, processor.name)
-                continue
-            metrics.batch(len(msgs), outputs, time.perf_counter() - started)
+            last_input = now
+            producer = _run_step(producer, consumer, processor, settings, msgs, processor.process, metrics)
     finally:
         consumer.close()
         producer.flush(5)
         log.info("stopped", extra={"service": processor.name})
+
+
+def _gather(consumer: Consumer, batch_size: int, max_wait: float, poll_timeout: float,
+            stop: StopFlag) -> list[Message]:
+    msgs = _check(consumer.consume(batch_size, poll_timeout))
+    if not msgs or max_wait <= 0:
+        return msgs
+    deadline = time.monotonic() + max_wait
+    while len(msgs) < batch_size and not stop.stopping:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        msgs.extend(_check(consumer.consume(batch_size - len(msgs), min(left, poll_timeout))))
+    return msgs
+
+
+def _run_step(producer: Producer, consumer: Consumer, processor: Processor, settings: Settings,
+              msgs: list[Message], step: Step, metrics: ServiceMetrics) -> Producer:
+    """One transaction: the step's outputs, the stores' changes and ``msgs``' offsets."""
+    started = time.perf_counter()
+    outputs = step(msgs)
+    for st in processor.stores:
+        outputs.extend(st.changelog())
+    if not msgs and not outputs:
+        return producer
+    try:
+        _commit_transaction(producer, consumer, processor, msgs, outputs)
+    except ProducerWedged as exc:
+        log.error("transactional producer wedged; replacing it", extra={"error": str(exc)})
+        _aborted(processor)
+        _rewind(consumer, msgs)
+        return transactional_producer(settings, processor.name)
+    if msgs:
+        metrics.batch(len(msgs), outputs, time.perf_counter() - started)
+    return producer
+
+
+def _committed(processor: Processor) -> None:
+    for st in processor.stores:
+        st.committed()
+    processor.committed()
+
+
+def _aborted(processor: Processor) -> None:
+    for st in processor.stores:
+        st.aborted()
+    processor.aborted()
 
 
 def _commit_transaction(
@@ -180,9 +247,10 @@ def _commit_transaction(
                         break
                     except BufferError:
                         producer.poll(0.05)
-            send_offsets(producer, next_offsets(msgs), consumer.consumer_group_metadata(), 10)
+            if msgs:
+                send_offsets(producer, next_offsets(msgs), consumer.consumer_group_metadata(), 10)
             producer.commit_transaction(60)
-            processor.committed()
+            _committed(processor)
             return
         except KafkaException as exc:
             err = exc.args[0]
@@ -195,17 +263,23 @@ def _commit_transaction(
                 if abort_exc.args[0].fatal():
                     raise
             time.sleep(min(0.2 * 2**attempt, 5))
-    processor.aborted()
+    _aborted(processor)
     _rewind(consumer, msgs)
 
 
 def _on_assign(processor: Processor, parts: list[TopicPartition]) -> None:
     log.info("partitions assigned", extra={"partitions": [f"{p.topic}[{p.partition}]" for p in parts]})
+    numbers = sorted({p.partition for p in parts})
+    for st in processor.stores:
+        st.assign([n for n in numbers if not st.owns(n)])
     processor.assigned(parts)
 
 
 def _on_revoke(processor: Processor, parts: list[TopicPartition]) -> None:
     log.info("partitions revoked", extra={"partitions": [f"{p.topic}[{p.partition}]" for p in parts]})
+    numbers = sorted({p.partition for p in parts})
+    for st in processor.stores:
+        st.revoke(numbers)
     processor.revoked(parts)
 
 

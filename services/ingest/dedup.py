@@ -1,100 +1,71 @@
 """Duplicate batch detection that survives restarts and partition moves.
 
-Each input partition keeps the batch ids accepted within the dedup window. New ids are held
-as *pending* until the Kafka transaction that carries them commits (``committed``); an
-aborted transaction forgets them, since the batches will be consumed again. Every
-transaction also writes the ids it accepted to the ``ingest.seen-batches`` changelog,
-pinned to the input partition number, so the next owner of a partition rebuilds its ids by
-reading that changelog partition from ``now - window``.
+The batch ids accepted within the dedup window live in ingest's
+:class:`~plantstream.store.PartitionStore` (one key per batch, value an Avro
+``ingest_seen_batch``), so they commit, roll back and are rebuilt with the batch that carried
+them. Ids that leave the window are deleted (tombstones in the same transaction), which
+keeps the compacted changelog as small as the window.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-
 from plantstream.avro import AvroCodec
-from plantstream.changelog import read_changelog
-from plantstream.kafka import Output
 from plantstream.settings import Settings
+from plantstream.store import PartitionStore
 from plantstream.topics import INGEST_SEEN_BATCHES
 
-log = logging.getLogger(__name__)
-
 SeenKey = tuple[str, str, str, str]  # tenant, site, machine, batch_id
+EXPIRE_EVERY_US = 5_000_000
+
+
+Seen = tuple[SeenKey, int]  # the batch and when it was accepted
+
+
+def store_key(key: SeenKey) -> bytes:
+    tenant, site, machine, batch_id = key
+    return f"{tenant}/{site}/{machine}\x1f{batch_id}".encode("utf-8", errors="backslashreplace")
 
 
 class SeenBatches:
-    """Per input partition: batch key -> ingest time (µs), oldest first."""
+    """Per input partition: accepted batch key -> ingest time (µs), oldest first."""
 
     def __init__(self, settings: Settings, codec: AvroCodec | None = None) -> None:
-        self.settings = settings
         self.codec = codec or AvroCodec()
-        self.topic = INGEST_SEEN_BATCHES.physical(settings)
         self.window_us = int(settings.dedup_window_s * 1_000_000)
-        self.seen: dict[int, dict[SeenKey, int]] = {}
-        self.pending: dict[int, dict[SeenKey, int]] = {}
+        self.store: PartitionStore[Seen] = PartitionStore(
+            settings, INGEST_SEEN_BATCHES, self._encode, self._decode, name="ingest.seen-batches")
+        self._expired_at = 0
 
     def check_and_add(self, partition: int, key: SeenKey, now_us: int) -> bool:
         """True if ``key`` was already accepted within the window (a duplicate); else remember it."""
-        committed = self.seen.get(partition)
-        if committed is not None and key in committed:
+        skey = store_key(key)
+        seen = self.store.get(partition, skey)
+        if seen is not None and seen[1] >= now_us - self.window_us:
             return True
-        pend = self.pending.setdefault(partition, {})
-        if key in pend:
-            return True
-        pend[key] = now_us
+        self.store.put(partition, skey, (key, now_us))
         return False
 
-    def changelog(self, now_us: int) -> list[Output]:
-        """The pending ids as changelog records, one per input partition."""
-        outs = []
-        for partition, keys in self.pending.items():
-            if not keys:
-                continue
-            record = {"input_partition": partition, "seen_at": now_us, "batches": [
-                {"tenant": t, "site": s, "machine": m, "batch_id": b} for t, s, m, b in keys]}
-            outs.append(Output(self.topic, None, self.codec.encode("ingest_seen_batches", record),
-                               partition=partition))
-        return outs
-
-    def committed(self) -> None:
-        for partition, keys in self.pending.items():
-            self.seen.setdefault(partition, {}).update(keys)
-        self.pending.clear()
-        self._expire(time.time_ns() // 1000)
-
-    def aborted(self) -> None:
-        self.pending.clear()
-
-    def _expire(self, now_us: int) -> None:
+    def expire(self, now_us: int) -> int:
+        """Delete ids older than the window (at most every few seconds); return how many."""
+        if now_us - self._expired_at < EXPIRE_EVERY_US:
+            return 0
+        self._expired_at = now_us
         horizon = now_us - self.window_us
-        for ids in self.seen.values():
-            while ids:
-                first = next(iter(ids))
-                if ids[first] >= horizon:
-                    break
-                del ids[first]
+        gone = 0
+        for p in self.store.partitions():
+            for skey in self.store.keys(p):
+                seen = self.store.get(p, skey)
+                if seen is not None and seen[1] >= horizon:
+                    break  # keys are in acceptance order: the rest are newer
+                self.store.delete(p, skey)
+                gone += 1
+        return gone
 
-    def revoke(self, partitions: list[int]) -> None:
-        for p in partitions:
-            self.seen.pop(p, None)
-            self.pending.pop(p, None)
+    def _encode(self, _skey: bytes, seen: Seen) -> bytes:
+        (tenant, site, machine, batch_id), seen_at = seen
+        return self.codec.encode("ingest_seen_batch", {"tenant": tenant, "site": site, "machine": machine,
+                                                       "batch_id": batch_id, "seen_at": seen_at})
 
-    def rebuild(self, partitions: list[int]) -> int:
-        """Load the ids of ``partitions`` from the changelog; return how many were loaded."""
-        now_us = time.time_ns() // 1000
-        horizon = now_us - self.window_us
-        for p in partitions:
-            self.seen[p] = {}
-        loaded = 0
-        for msg in read_changelog(self.settings, self.topic, partitions, since_ms=horizon // 1000):
-            rec = self.codec.decode(msg.value(), "ingest_seen_batches")
-            if rec["seen_at"] < horizon:
-                continue
-            ids = self.seen.setdefault(msg.partition(), {})
-            for b in rec["batches"]:
-                ids[(b["tenant"], b["site"], b["machine"], b["batch_id"])] = rec["seen_at"]
-                loaded += 1
-        log.info("dedup state rebuilt", extra={"partitions": partitions, "batch_ids": loaded})
-        return loaded
+    def _decode(self, _skey: bytes, raw: bytes) -> Seen:
+        r = self.codec.decode(raw, "ingest_seen_batch")
+        return (r["tenant"], r["site"], r["machine"], r["batch_id"]), int(r["seen_at"])

@@ -1,12 +1,12 @@
-"""The ingest Processor: a batch of gateway messages -> normalized batches, dead letters and
-the dedup changelog, all committed in one Kafka transaction by ``run_processor``."""
+"""The ingest Processor: a batch of gateway messages -> normalized batches and dead letters;
+the loop commits them with the dedup store's changes in one Kafka transaction."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
 
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import Message
 from opentelemetry.trace import Tracer
 
 from ingest.dedup import SeenBatches
@@ -37,6 +37,7 @@ class IngestProcessor(Processor):
         self.tracer = tracer
         self.input_topic = GATEWAY_READINGS.physical(settings)
         self.seen = SeenBatches(settings)
+        self.stores = (self.seen.store,)
         self.normalizer = Normalizer(registry, self.seen, DeadLetters(settings, "ingest", self.metrics),
                                      READINGS_NORMALIZED.physical(settings),
                                      GatewayLimits.from_settings(settings))
@@ -56,17 +57,5 @@ class IngestProcessor(Processor):
                     if out.topic == out_topic:  # batch id and readings kept, from the output's header
                         set_attributes(batch_attributes(out.value))
                 outs.extend(produced)
-        outs.extend(self.seen.changelog(now_us))
+        self.seen.expire(now_us)
         return outs
-
-    def committed(self) -> None:
-        self.seen.committed()
-
-    def aborted(self) -> None:
-        self.seen.aborted()
-
-    def assigned(self, partitions: list[TopicPartition]) -> None:
-        self.seen.rebuild([p.partition for p in partitions if p.topic == self.input_topic])
-
-    def revoked(self, partitions: list[TopicPartition]) -> None:
-        self.seen.revoke([p.partition for p in partitions if p.topic == self.input_topic])

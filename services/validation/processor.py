@@ -1,5 +1,5 @@
-"""The validation Processor: normalized batches -> valid batches, dead letters and the
-order-state changelog, committed in one Kafka transaction by ``run_processor``.
+"""The validation Processor: normalized batches -> valid batches and dead letters; the loop
+commits them with the order-state store's changes in one Kafka transaction.
 
 A batch whose readings all pass is forwarded byte for byte; otherwise the valid readings'
 bytes are copied into a smaller batch (no re-encoding).
@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import Message
 from opentelemetry.trace import Tracer
 
 from plantstream.assets import AssetRegistry, RegistryView
@@ -39,6 +39,7 @@ class ValidationProcessor(Processor):
         self.out_topic = READINGS_VALID.physical(settings)
         self.dead = DeadLetters(settings, "validation", self.metrics)
         self.clock = SensorClock(settings)
+        self.stores = (self.clock.store,)
         self.future_us = int(settings.future_tolerance_s * 1e6)
         self.stale_us = int(settings.stale_after_s * 1e6)
         self._tables = RegistryView(registry, sensor_table)
@@ -51,7 +52,6 @@ class ValidationProcessor(Processor):
             with message_span(self.tracer, "validation.batch", src.headers,
                               kafka_attributes(src.topic, src.partition, src.offset)):
                 self._validate(src, now_us, outs)
-        outs.extend(self.clock.changelog(now_us))
         return outs
 
     def _validate(self, src: Source, now_us: int, outs: list[Output]) -> None:
@@ -88,15 +88,3 @@ class ValidationProcessor(Processor):
                               ts=int(view.ts[i]), value=float(view.values[i]),
                               original=view.reading_bytes(i),
                               original_content_type=CONTENT_TYPE_READING_AVRO, **who)
-
-    def committed(self) -> None:
-        self.clock.committed()
-
-    def aborted(self) -> None:
-        self.clock.aborted()
-
-    def assigned(self, partitions: list[TopicPartition]) -> None:
-        self.clock.rebuild([p.partition for p in partitions if p.topic == self.input_topic])
-
-    def revoked(self, partitions: list[TopicPartition]) -> None:
-        self.clock.revoke([p.partition for p in partitions if p.topic == self.input_topic])
