@@ -81,7 +81,8 @@ DOCUMENTED: list[tuple[str, str, str]] = [
     ("PLANTSTREAM_FUTURE_TOLERANCE_S", "300", "Validation rejects readings stamped further than this ahead of ingest time (future_timestamp)."),
     ("PLANTSTREAM_STALE_AFTER_S", "604800", "Validation rejects readings older than this at ingest time (stale_timestamp)."),
     ("PLANTSTREAM_NOTIFY_CONFIG", "(unset)", "YAML file with alert notification routes, retries, SMTP server and escalation (see `plantstream.notify.config`); unset: alerts are not sent anywhere."),
-    ("PLANTSTREAM_ALERT_TICK_SECONDS", "5", "How often the maintenance service checks timers: no data, auto-resolve, escalation, reminders."),
+    ("PLANTSTREAM_ALERT_TICK_SECONDS", "5", "How often the maintenance service checks timers: no data, auto-resolve."),
+    ("PLANTSTREAM_NOTIFY_TICK_SECONDS", "1", "How often the notifier checks timers: grouping window, escalation, reminders, end of quiet hours."),
     ("PLANTSTREAM_ALERT_QUIET_SECONDS", "3600", "An alert whose condition is not seen for this long is auto-resolved; a recurrence within this long re-opens it."),
     ("PLANTSTREAM_ALERT_UPDATE_SECONDS", "60", "At most one plain update revision (more occurrences) per alert this often."),
     ("PLANTSTREAM_TREND_HORIZON_HOURS", "72", "Raise a trend alert when a critical limit is predicted within this many hours."),
@@ -95,8 +96,7 @@ DOCUMENTED: list[tuple[str, str, str]] = [
     ("PLANTSTREAM_ANOMALY_WARMUP", "400", "Rows (one timestamp of a machine) the anomaly detector learns from before it may alarm."),
     ("PLANTSTREAM_ANOMALY_LEARN", "normal", "Keep learning after warm-up: `never`, `normal` (rows judged normal) or `always`."),
     ("PLANTSTREAM_ANOMALY_UPDATE_SECONDS", "60", "While an anomaly lasts, re-emit its event every this many seconds of sample time."),
-    ("PLANTSTREAM_ANOMALY_SNAPSHOT_ROWS", "2000", "Snapshot a machine's detector to its changelog after this many rows ..."),
-    ("PLANTSTREAM_ANOMALY_SNAPSHOT_SECONDS", "30", "... or after this many seconds, whichever comes first."),
+    ("PLANTSTREAM_BATCH_WAIT_SECONDS", "1", "Anomaly and maintenance gather input for up to this long per transaction: each transaction writes the state of every machine its batch touched, so fewer, larger batches cost less."),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "(unset)", "Send traces and metrics over OTLP/HTTP here; unset: spans go to `$PLANTSTREAM_HOME/traces/*.jsonl`."),
 ]
 
@@ -123,6 +123,7 @@ class Settings:
     stale_after_s: float = 604_800.0
     notify_config: str = ""
     alert_tick_seconds: float = 5.0
+    notify_tick_seconds: float = 1.0
     alert_quiet_seconds: float = 3600.0
     alert_update_seconds: float = 60.0
     trend_horizon_hours: float = 72.0
@@ -137,8 +138,7 @@ class Settings:
     anomaly_warmup: int = 400
     anomaly_learn: str = "normal"
     anomaly_update_seconds: float = 60.0
-    anomaly_snapshot_rows: int = 2000
-    anomaly_snapshot_seconds: float = 30.0
+    batch_wait_seconds: float = 1.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -166,6 +166,7 @@ class Settings:
             stale_after_s=_float("PLANTSTREAM_STALE_AFTER_S", 604_800.0),
             notify_config=_str("PLANTSTREAM_NOTIFY_CONFIG", ""),
             alert_tick_seconds=_float("PLANTSTREAM_ALERT_TICK_SECONDS", 5.0),
+            notify_tick_seconds=_float("PLANTSTREAM_NOTIFY_TICK_SECONDS", 1.0),
             alert_quiet_seconds=_float("PLANTSTREAM_ALERT_QUIET_SECONDS", 3600.0),
             alert_update_seconds=_float("PLANTSTREAM_ALERT_UPDATE_SECONDS", 60.0),
             trend_horizon_hours=_float("PLANTSTREAM_TREND_HORIZON_HOURS", 72.0),
@@ -180,8 +181,7 @@ class Settings:
             anomaly_warmup=_int("PLANTSTREAM_ANOMALY_WARMUP", 400),
             anomaly_learn=_str("PLANTSTREAM_ANOMALY_LEARN", "normal"),
             anomaly_update_seconds=_float("PLANTSTREAM_ANOMALY_UPDATE_SECONDS", 60.0),
-            anomaly_snapshot_rows=_int("PLANTSTREAM_ANOMALY_SNAPSHOT_ROWS", 2000),
-            anomaly_snapshot_seconds=_float("PLANTSTREAM_ANOMALY_SNAPSHOT_SECONDS", 30.0),
+            batch_wait_seconds=_float("PLANTSTREAM_BATCH_WAIT_SECONDS", 1.0),
         )
 
 

@@ -83,8 +83,7 @@ class StateCodec:
         if t is tuple:
             return {"$t": [self._enc(v, d) for v in o]}
         if t is frozenset or t is set:
-            items = [self._enc(v, d) for v in o]
-            items.sort(key=lambda v: json.dumps(v, sort_keys=True))  # stable bytes for equal sets
+            items = [self._enc(v, d) for v in o]  # iteration order kept: sums over a set stay exact
             return {"$fs" if t is frozenset else "$s": items}
         if t is deque:
             return {"$q": [self._enc(v, d) for v in o], "maxlen": o.maxlen}
@@ -93,11 +92,14 @@ class StateCodec:
         if t is np.ndarray:
             if o.dtype.kind not in "biuf":
                 raise StateCodecError(f"numpy array of dtype {o.dtype} cannot be encoded")
-            arr = np.ascontiguousarray(o)
-            return {"$nd": arr.dtype.str, "shape": list(arr.shape),
-                    "data": base64.b64encode(arr.tobytes()).decode()}
-        if isinstance(o, np.generic):
-            return self._enc(o.item(), depth)
+            # memory order is kept too: BLAS sums a Fortran-ordered matrix in another order
+            order = "F" if o.flags.f_contiguous and not o.flags.c_contiguous else "C"
+            return {"$nd": o.dtype.str, "shape": list(o.shape), "order": order,
+                    "data": base64.b64encode(o.tobytes(order=order)).decode()}
+        if isinstance(o, np.generic):  # kept as a numpy scalar: its arithmetic differs from float's
+            if o.dtype.kind not in "biuf":
+                raise StateCodecError(f"numpy scalar of dtype {o.dtype} cannot be encoded")
+            return {"$ns": o.dtype.str, "data": base64.b64encode(o.tobytes()).decode()}
         name = self._names.get(t)
         if name is None:
             raise StateCodecError(f"{_qualname(t)} is not in this state codec's class list")
@@ -147,7 +149,14 @@ class StateCodec:
             dtype = np.dtype(v["$nd"])
             if dtype.kind not in "biuf":
                 raise StateCodecError(f"numpy dtype {dtype} is not allowed in state")
-            return np.frombuffer(base64.b64decode(v["data"]), dtype=dtype).reshape(v["shape"]).copy()
+            order = "F" if v.get("order") == "F" else "C"
+            flat = np.frombuffer(base64.b64decode(v["data"]), dtype=dtype)
+            return flat.reshape(v["shape"], order=order).copy(order=order)
+        if "$ns" in v:
+            dtype = np.dtype(v["$ns"])
+            if dtype.kind not in "biuf":
+                raise StateCodecError(f"numpy dtype {dtype} is not allowed in state")
+            return np.frombuffer(base64.b64decode(v["data"]), dtype=dtype)[0]
         return {k: self._dec(x, d) for k, x in v.items()}
 
     def _object(self, v: dict[str, Any], depth: int) -> Any:

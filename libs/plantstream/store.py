@@ -144,17 +144,20 @@ class PartitionStore(Generic[V]):
             self._bytes[p] = {}
             self._live[p] = {}
         for msg in read_changelog(self.settings, self.topic, partitions):
-            key = msg.key()
-            if key is None:
-                continue
-            committed = self._bytes[msg.partition()]
-            value = msg.value()
-            committed.pop(key, None)  # keep changelog order: a rewritten key moves to the end
-            if value is not None:
-                committed[key] = value
+            self.load(msg.partition(), msg.key(), msg.value())
         loaded = sum(len(self._bytes[p]) for p in partitions)
         log.info("state restored", extra={"store": self.name, "partitions": partitions, "keys": loaded})
         return loaded
+
+    def load(self, partition: int, key: bytes | None, value: bytes | None) -> None:
+        """Apply one committed changelog record (None value: a tombstone) to ``partition``."""
+        if key is None:
+            return
+        committed = self._bytes.setdefault(partition, {})
+        self._live.setdefault(partition, {}).pop(key, None)
+        committed.pop(key, None)  # keep changelog order: a rewritten key moves to the end
+        if value is not None:
+            committed[key] = value
 
     def revoke(self, partitions: list[int]) -> None:
         for p in partitions:

@@ -41,8 +41,6 @@ def detector_factory(settings: Settings) -> Callable[[list[str] | None], Machine
 
 
 def scorer_config(settings: Settings) -> ScorerConfig:
-    if settings.anomaly_snapshot_rows < 1 or settings.anomaly_snapshot_seconds <= 0:
-        raise ConfigError("PLANTSTREAM_ANOMALY_SNAPSHOT_ROWS and _SECONDS must be positive")
-    return ScorerConfig(update_seconds=settings.anomaly_update_seconds,
-                        snapshot_rows=settings.anomaly_snapshot_rows,
-                        snapshot_seconds=settings.anomaly_snapshot_seconds)
+    if settings.anomaly_update_seconds <= 0:
+        raise ConfigError("PLANTSTREAM_ANOMALY_UPDATE_SECONDS must be positive")
+    return ScorerConfig(update_seconds=settings.anomaly_update_seconds)

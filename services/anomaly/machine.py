@@ -13,14 +13,13 @@ Pipeline per reading row (one timestamp, several sensors of one machine):
    ``learn_after_warmup``): ``"never"`` (default; nothing can absorb a long fault),
    ``"normal"`` (only rows judged normal) or ``"always"``.
 
-Snapshots: a ``MachineDetector`` is plain Python/numpy state, so ``pickle.dumps`` is the
-snapshot, and scoring resumes identically after ``pickle.loads``.
+Snapshots: a ``MachineDetector`` is plain Python/numpy state, written with the safe state
+codec of ``anomaly.snapshot`` (never pickle), and scoring resumes identically after a restore.
 """
 
 from __future__ import annotations
 
 import math
-import pickle
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -261,13 +260,18 @@ class MachineDetector:
 
     # ----------------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        """Snapshot (pickle). Restore with :meth:`from_bytes` and scoring resumes identically."""
-        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        """Snapshot (safe state codec). Restore with :meth:`from_bytes`; scoring resumes
+        identically."""
+        from anomaly.snapshot import state_codec
+
+        return state_codec().encode(self)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MachineDetector:
-        """Rebuild from :meth:`to_bytes` output (trusted source only: pickle)."""
-        obj = pickle.loads(data)
+        """Rebuild from :meth:`to_bytes` output (only the listed state classes are rebuilt)."""
+        from anomaly.snapshot import state_codec
+
+        obj = state_codec().decode(data)
         if not isinstance(obj, cls):
             raise TypeError(f"snapshot holds {type(obj).__name__}, not {cls.__name__}")
         return obj

@@ -2,14 +2,14 @@
 
 Why one object: the detector, the half-assembled row and the open episode must be restored
 together, or a restart would re-learn rows, lose a row or re-open an episode under a new id.
-The snapshot is an Avro ``model_snapshot`` record whose ``state`` is this object pickled
-(an internal, trusted topic), tagged with the model name and version so a service with a
-different detector configuration starts a fresh model rather than loading a foreign one.
+The snapshot is an Avro ``model_snapshot`` record whose ``state`` is this object written with
+the safe state codec (``anomaly.snapshot``: a JSON tree that can only rebuild listed classes),
+tagged with the model name and version so a service with a different detector configuration
+starts a fresh model rather than loading a foreign one.
 """
 
 from __future__ import annotations
 
-import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,9 +18,10 @@ from typing import Any
 from anomaly.events import Episode, MachineId, anomaly_event
 from anomaly.machine import MachineDetector
 from anomaly.rows import RowAssembler
+from anomaly.snapshot import state_codec
 from plantstream.avro import AvroCodec
-
-SNAPSHOT_FORMAT = "pickle-5"
+from plantstream.statecodec import FORMAT as SNAPSHOT_FORMAT
+from plantstream.statecodec import StateCodecError
 
 
 @dataclass
@@ -32,8 +33,6 @@ class MachineState:
     rows: RowAssembler = field(default_factory=RowAssembler)
     episode: Episode = field(default_factory=Episode)
     sensor_episodes: dict[tuple[str, str], Episode] = field(default_factory=dict)  # (check, sensor)
-    rows_since_snapshot: int = 0
-    snapshot_at: float = field(default_factory=time.monotonic)
 
     def feed(self, sensors: Sequence[str], ts: Sequence[int], values: Sequence[float],
              quality: Sequence[int], update_us: int) -> list[dict[str, Any]]:
@@ -58,28 +57,21 @@ class MachineState:
             window = episode.step(v, update_us)
             if window is not None:
                 events.append(anomaly_event(self.mid, v, window[0], window[1], x))
-        self.rows_since_snapshot += len(rows)
         return events
 
-    def snapshot_due(self, every_rows: int, every_s: float, now: float) -> bool:
-        return self.rows_since_snapshot > 0 and (
-            self.rows_since_snapshot >= every_rows or now - self.snapshot_at >= every_s)
-
     def to_record(self) -> dict[str, Any]:
-        """The ``model_snapshot`` record of this state (resets the snapshot counters)."""
-        self.rows_since_snapshot = 0
-        self.snapshot_at = time.monotonic()
+        """The ``model_snapshot`` record of this state."""
         return {
             "tenant": self.mid[0], "site": self.mid[1], "machine": self.mid[2],
             "model": self.detector.model_name, "model_version": self.detector.model_version,
             "format": SNAPSHOT_FORMAT, "rows": self.detector.n_rows,
             "last_ts": max(self.rows.last_ts, 0), "taken_at": int(time.time() * 1e6),
-            "state": pickle.dumps(self, protocol=5),
+            "state": state_codec().encode(self),
         }
 
     def memory_bytes(self) -> int:
         """Snapshot size: the per-machine memory figure reported in logs and metrics."""
-        return len(pickle.dumps(self, protocol=5))
+        return len(state_codec().encode(self))
 
 
 def encode_snapshot(codec: AvroCodec, state: MachineState) -> bytes:
@@ -89,18 +81,20 @@ def encode_snapshot(codec: AvroCodec, state: MachineState) -> bytes:
 def restore(
     codec: AvroCodec, data: bytes, expect_model: str, expect_version: str
 ) -> MachineState | None:
-    """Machine state from a snapshot, or None when it belongs to another model or version
-    (the caller then starts a fresh detector). Decode errors propagate (DecodeError)."""
+    """Machine state from a snapshot, or None when it belongs to another model, version or
+    format (the caller then starts a fresh detector). Avro decode errors propagate
+    (DecodeError); a state the codec refuses is treated as absent."""
     rec = codec.decode(data, "model_snapshot")
     if rec["model"] != expect_model or rec["model_version"] != expect_version:
         return None
     if rec["format"] != SNAPSHOT_FORMAT:
         return None
-    state = pickle.loads(rec["state"])
+    try:
+        state = state_codec().decode(rec["state"])
+    except StateCodecError:
+        return None
     if not isinstance(state, MachineState):
         return None
-    state.rows_since_snapshot = 0
-    state.snapshot_at = time.monotonic()
     return state
 
 

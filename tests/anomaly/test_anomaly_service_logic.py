@@ -20,10 +20,25 @@ SETTINGS = replace(Settings(Path("/tmp"), "127.0.0.1:1", "chdb:///tmp/x", topic_
 codec = AvroCodec()
 
 
-def scorer(**kw: float) -> Scorer:
-    cfg = ScorerConfig(update_seconds=20, snapshot_rows=int(kw.get("snapshot_rows", 50)),
-                       snapshot_seconds=1e9)
-    return Scorer(detector_factory(SETTINGS), cfg, DeadLetters(SETTINGS, "anomaly"), "u.readings.valid")
+def scorer() -> Scorer:
+    return Scorer(detector_factory(SETTINGS), ScorerConfig(update_seconds=20),
+                  DeadLetters(SETTINGS, "anomaly"), "u.readings.valid", SETTINGS)
+
+
+def commit(sc: Scorer, changelog: dict[bytes, bytes]) -> None:
+    """What the loop does after each batch: write the changed machines, then commit."""
+    for out in sc.store.changelog():
+        assert out.partition == 0 and out.key is not None and out.value is not None
+        changelog[out.key] = out.value
+    sc.store.committed()
+
+
+def restarted(changelog: dict[bytes, bytes]) -> Scorer:
+    """A new copy whose store is rebuilt from the changelog (as on partition assignment)."""
+    sc = scorer()
+    for key, value in changelog.items():
+        sc.store.load(0, key, value)
+    return sc
 
 
 def test_rows_split_across_batches_and_redelivery_skipped() -> None:
@@ -61,21 +76,22 @@ def test_scorer_events_dead_letters_and_snapshot_restore() -> None:
     ms = [SyntheticMachine("t", "p", "m0", ["a", "b", "c"], seed=1, fault=Fault("b", 300), load_period=80)]
     data = [(k, codec.encode("reading_batch", r)) for k, r in stream(ms, 400)]
     sc = scorer()
-    snaps: dict[bytes, bytes] = {}
+    changelog: dict[bytes, bytes] = {}
     events = []
     for off, (k, v) in enumerate(data):
-        out = sc.handle(k, v, 0, off, snaps.get)
+        out = sc.handle(k, v, 0, off)
         events += [codec.decode(e, "anomaly_event") for e in out.events]
-        if out.snapshot:
-            snaps[k] = out.snapshot
-        if off == 20:  # the copy restarts here: state comes back from the last snapshot
-            assert snaps, "a snapshot is due every 50 rows"
-            sc = scorer()
-            sc.handle(*data[off - 4], 0, off, snaps.get)  # redelivered: already learned, skipped
-            assert sc.restored == 1 and sc.states[k].rows.late == 30  # 10 samples x 3 sensors
+        commit(sc, changelog)
+        if off == 20:  # the copy restarts here: state comes back from the changelog
+            assert set(changelog) == {k}
+            sc = restarted(changelog)
+            sc.handle(*data[off - 4], 0, off)  # an older batch again: already learned, skipped
+            state = sc.store.get(0, k)
+            assert sc.restored == 1 and state is not None and state.rows.late == 30  # 10 samples x 3 sensors
+            commit(sc, changelog)
     assert events and events[0]["contributions"][0]["sensor"] == "b"
     assert events[0]["event_id"] == f"t/p/m0:ewzscore+mahalanobis:multivariate:{events[0]['window_start']}"
-    bad = sc.handle(b"k", b"\xc3\x01" + b"\0" * 12, 2, 99, snaps.get)
+    bad = sc.handle(b"k", b"\xc3\x01" + b"\0" * 12, 2, 99)
     assert bad.events == [] and bad.dead_letter is not None
     dl = codec.decode(bad.dead_letter.value, "dead_letter")
     assert (dl["reason"], dl["stage"], dl["source_offset"]) == ("unknown_schema", "anomaly", 99)
@@ -84,13 +100,54 @@ def test_scorer_events_dead_letters_and_snapshot_restore() -> None:
 def test_snapshot_of_other_model_version_is_not_loaded() -> None:
     ms = [SyntheticMachine("t", "p", "m0", ["a", "b"], seed=2)]
     data = [(k, codec.encode("reading_batch", r)) for k, r in stream(ms, 60)]
-    sc = scorer(snapshot_rows=10)
-    snaps: dict[bytes, bytes] = {}
+    sc = scorer()
+    changelog: dict[bytes, bytes] = {}
     for off, (k, v) in enumerate(data):
-        out = sc.handle(k, v, 0, off, snaps.get)
-        snaps[k] = out.snapshot or snaps.get(k, b"")
-    other = scorer()
+        sc.handle(k, v, 0, off)
+        commit(sc, changelog)
+    other = restarted(changelog)
     other.model_version = sc.model_version + "-next"  # a version other than the writer's
-    other.handle(*data[0], 0, 0, snaps.get)
+    other.handle(*data[0], 0, 0)
     assert other.restored == 0 and other.created == 1
-    assert sc.memory_report()["bytes_max"] < 1_000_000 and sc.drop_partitions({0}) == 1
+    assert 0 < sc.memory_report()["bytes_max"] < 1_000_000
+
+
+def test_aborted_batch_rolls_the_model_back() -> None:
+    """A batch whose transaction aborts is consumed again: it must meet the model as it was."""
+    ms = [SyntheticMachine("t", "p", "m0", ["a", "b"], seed=3, fault=Fault("a", 150), load_period=50)]
+    data = [(k, codec.encode("reading_batch", r)) for k, r in stream(ms, 300)]
+    reference, sc = scorer(), scorer()
+    changelog: dict[bytes, bytes] = {}
+    want, got = [], []
+    for off, (k, v) in enumerate(data):
+        want += reference.handle(k, v, 0, off).events
+        if off % 7 == 3:  # this batch's transaction fails: rolled back, then processed again
+            sc.handle(k, v, 0, off)
+            sc.store.changelog()
+            sc.store.aborted()
+        got += sc.handle(k, v, 0, off).events
+        commit(sc, changelog)
+    assert want and got == want
+
+
+def test_state_snapshot_is_not_pickle_and_refuses_foreign_classes() -> None:
+    import json
+
+    from plantstream.statecodec import StateCodecError
+
+    ms = [SyntheticMachine("t", "p", "m0", ["a", "b"], seed=2)]
+    sc = scorer()
+    for off, (k, v) in enumerate((k, codec.encode("reading_batch", r)) for k, r in stream(ms, 30)):
+        sc.handle(k, v, 0, off)
+    [out] = sc.store.changelog()
+    rec = codec.decode(out.value, "model_snapshot")
+    tree = json.loads(rec["state"])
+    assert rec["format"] == "plantstream-state-json-1" and tree["$o"] == "anomaly.state:MachineState"
+    tree["$o"] = "os:system"  # a hostile snapshot names a callable: refused, never imported or called
+    from anomaly.snapshot import state_codec
+    try:
+        state_codec().decode(json.dumps(tree).encode())
+    except StateCodecError as exc:
+        assert "os:system" in str(exc)
+    else:
+        raise AssertionError("a snapshot naming os:system was decoded")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import pickle
 import random
 
 from anomaly.detectors import AdaptiveThreshold, EWZScore
@@ -52,7 +51,7 @@ def test_snapshot_resume_continuity() -> None:
         md = MachineDetector(warmup=200, settle=20)
         first = md.process_many(rows[:cut])
         restored = MachineDetector.from_bytes(md.to_bytes())
-        second = pickle.loads(pickle.dumps(restored)).process_many(rows[cut:])
+        second = MachineDetector.from_bytes(restored.to_bytes()).process_many(rows[cut:])
         assert first + second == expected, cut
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import pickle
 from typing import Any, Self
 
 
@@ -67,13 +66,18 @@ class Detector:
 
     # Snapshots ------------------------------------------------------------------------------
     def to_state(self) -> bytes:
-        """Snapshot as bytes, e.g. for a Kafka changelog topic; restore with from_state."""
-        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        """Snapshot as bytes (safe state codec, see ``anomaly.snapshot``); restore with
+        :meth:`from_state`."""
+        from anomaly.snapshot import state_codec
+
+        return state_codec().encode(self)
 
     @classmethod
     def from_state(cls, data: bytes) -> Self:
-        """Rebuild a detector from :meth:`to_state` bytes (trusted source only: pickle)."""
-        obj = pickle.loads(data)
+        """Rebuild a detector from :meth:`to_state` bytes (only listed classes are rebuilt)."""
+        from anomaly.snapshot import state_codec
+
+        obj = state_codec().decode(data)
         if not isinstance(obj, cls):
             raise TypeError(f"snapshot holds {type(obj).__name__}, not {cls.__name__}")
         return obj
