@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,27 +34,11 @@ from plantstream.assets import publish_assets
 from plantstream.avro import AvroCodec
 from plantstream.deadletter import DeadLetters
 from plantstream.kafka import consumer_config, create_topics, producer_config
+from plantstream.localbroker import LocalBroker
 from plantstream.settings import Settings
 from plantstream.topics import READINGS_VALID
 
 REPO = Path(__file__).resolve().parents[1]
-KAFKA_SH = REPO / "deploy" / "local" / "kafka.sh"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_broker(home: Path) -> tuple[str, dict[str, str]]:
-    port = free_port()
-    env = {**os.environ, "PLANTSTREAM_KAFKA_HOME": str(home), "PLANTSTREAM_KAFKA_PORT": str(port),
-           "PLANTSTREAM_KAFKA_CONTROLLER_PORT": str(free_port())}
-    subprocess.run([str(KAFKA_SH), "start"], env=env, check=True, capture_output=True, timeout=180)
-    return f"127.0.0.1:{port}", env
-
-
 def committed(settings: Settings, tps: list[TopicPartition]) -> list[int]:
     c = Consumer(consumer_config(settings, "anomaly"))
     try:
@@ -104,12 +87,11 @@ def peak_rss_mb(pid: int) -> float:
 def baseline(settings: Settings, data: list[tuple[bytes, bytes]]) -> float:
     """Readings/s of the scoring path alone (decode, rows, detector, events) on one core."""
     sc = Scorer(detector_factory(settings), scorer_config(settings), DeadLetters(settings, "anomaly"),
-                READINGS_VALID.physical(settings))
-    snaps: dict[bytes, bytes] = {}
+                READINGS_VALID.physical(settings), settings)
     n = 0
     t0 = time.perf_counter()
     for off, (k, v) in enumerate(data):
-        out = sc.handle(k, v, 0, off, snaps.get)
+        out = sc.handle(k, v, 0, off)
         n += out.readings
     return n / (time.perf_counter() - t0)
 
@@ -124,10 +106,12 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO / "bench/results/anomaly_service.json")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-anomaly-"))
-    broker_env = None
+    broker = None
     bootstrap = os.environ.get("PLANTSTREAM_KAFKA_BOOTSTRAP")
     if not bootstrap:
-        bootstrap, broker_env = start_broker(tmp / "kafka")
+        broker = LocalBroker.new(tmp / "kafka")
+        broker.start()
+        bootstrap = broker.bootstrap
     s = replace(Settings.from_env(), home=tmp, kafka_bootstrap=bootstrap,
                 topic_prefix=f"bench-{uuid.uuid4().hex[:6]}.", anomaly_warmup=200)
     try:
@@ -187,8 +171,8 @@ def main() -> int:
         args.out.write_text(json.dumps(res, indent=2))
         print(f"wrote {args.out}")
     finally:
-        if broker_env is not None:
-            subprocess.run([str(KAFKA_SH), "stop"], env=broker_env, capture_output=True, timeout=120)
+        if broker is not None:
+            broker.stop()
     return 0
 
 

@@ -165,10 +165,16 @@ class StateCodec:
             raise StateCodecError(f"state names class {v['$o']!r}, which this service does not allow")
         obj = object.__new__(cls)
         slots = set(_slots(cls))
+        fields: dict[str, Any] = {}
         for name, value in v["f"].items():
             if not isinstance(name, str) or not name.isidentifier():
                 raise StateCodecError(f"bad attribute name {name!r} in state of {v['$o']}")
-            value = self._dec(value, depth)
+            fields[name] = self._dec(value, depth)
+        upgrade = getattr(cls, "__setstate__", None)
+        if upgrade is not None:  # the class fills in fields older versions did not have
+            upgrade(obj, fields)
+            return obj
+        for name, value in fields.items():
             if name in slots or not hasattr(obj, "__dict__"):
                 object.__setattr__(obj, name, value)
             else:

@@ -10,10 +10,10 @@ Rules of the book (documented in the README):
   re-opens the *same* alert (same alert_id, next revision, occurrences continue,
   evidence.reopened counts re-openings). Later recurrences start a new episode: alert_id ends
   in ``#<episode>``, revision starts again at 1.
-- Escalation: an open (unacknowledged, not silenced) alert whose severity has an escalation
-  policy moves up one level every ``after`` seconds until ``max_level``; at the top level it
-  is re-notified every ``remind_every`` seconds until someone acknowledges it. A warning left
-  unacknowledged for ``raise_after`` becomes critical.
+- Notify: a revision people should hear about (raised, reopened, severity_raised) says so in
+  :attr:`Emission.notify`; the service puts it in the ``plantstream-notify`` header. Who hears
+  about it and when (routes, grouping, escalation levels, reminders until acknowledged, quiet
+  hours) is the notifier service's business: alerts are emitted at escalation level 0.
 
 Every emitted record is a full snapshot, so (alert_id, revision) identifies it and consumers
 can de-duplicate redeliveries by that pair.
@@ -22,7 +22,7 @@ can de-duplicate redeliveries by that pair.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from maintenance.rules import Finding, severity_rank
@@ -30,20 +30,9 @@ from plantstream.alertstate import check_command
 
 
 @dataclass(frozen=True)
-class Escalation:
-    """How one severity escalates; times in seconds (0: never)."""
-
-    after_s: float = 0.0
-    max_level: int = 1
-    remind_every_s: float = 0.0
-    raise_after_s: float = 0.0
-
-
-@dataclass(frozen=True)
 class Policy:
     quiet_s: float = 3600.0
     update_every_s: float = 60.0
-    escalation: dict[str, Escalation] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,19 +67,14 @@ class Alert:
     silenced_until: int | None = None
     updated_at: int = 0
     last_finding_at: int = 0
-    level_since: int = 0
-    last_notified_at: int = 0
     resolved_at: int = 0
     reopened: int = 0
-    reminders: int = 0
     dirty: bool = False
 
     def record(self) -> dict[str, Any]:
         evidence = dict(self.evidence)
         if self.reopened:
             evidence["reopened"] = float(self.reopened)
-        if self.reminders:
-            evidence["reminders"] = float(self.reminders)
         return {
             "alert_id": self.alert_id, "revision": self.revision, "tenant": self.tenant, "site": self.site,
             "machine": self.machine, "sensors": [self.sensor], "rule": self.rule, "severity": self.severity,
@@ -133,8 +117,8 @@ class AlertBook:
         if not a.active:  # recurrence soon after resolution: re-open, keep the history
             a.state, a.actor, a.note = "open", None, "re-opened: condition recurred"
             a.reopened += 1
-            a.opened_at = a.level_since = now
-            a.escalation_level, a.silenced_until, a.reminders = 0, None, 0
+            a.opened_at = now
+            a.escalation_level, a.silenced_until = 0, None
             notify = "reopened"
         rose = severity_rank(f.severity) > severity_rank(a.severity)
         if rose:
@@ -157,7 +141,7 @@ class AlertBook:
                   tenant=self.tenant, site=self.site, machine=self.machine, rule=f.rule, sensor=sensor,
                   severity=f.severity, title=f.title, first_seen=f.ts, last_seen=f.ts,
                   evidence=dict(f.evidence), recommended_action=f.action, opened_at=now,
-                  occurrences=f.count, last_finding_at=now, level_since=now)
+                  occurrences=f.count, last_finding_at=now)
         self.alerts[key] = a
         return self._emit(a, now, "raised")
 
@@ -167,8 +151,6 @@ class AlertBook:
         a.dirty = False
         if notify and (a.state != "open" or a.silenced(now)):
             notify = None
-        if notify:
-            a.last_notified_at = now
         return Emission(a.record(), notify)
 
     # commands -------------------------------------------------------------------------------
@@ -202,28 +184,6 @@ class AlertBook:
                 a.note = f"auto-resolved: condition not seen for {policy.quiet_s:.0f} s"
                 out.append(self._emit(a, now, None))
                 continue
-            emission = self._escalate(a, now, policy.escalation.get(a.severity))
-            if emission is None and a.dirty and now - a.updated_at >= policy.update_every_s * 1e6:
-                emission = self._emit(a, now, None)
-            if emission is not None:
-                out.append(emission)
+            if a.dirty and now - a.updated_at >= policy.update_every_s * 1e6:
+                out.append(self._emit(a, now, None))
         return out
-
-    def _escalate(self, a: Alert, now: int, esc: Escalation | None) -> Emission | None:
-        if esc is None or a.state != "open" or a.silenced(now):
-            return None
-        since = max(a.level_since, a.silenced_until or 0)
-        if esc.raise_after_s and a.severity == "warning" and now - a.opened_at >= esc.raise_after_s * 1e6:
-            a.severity = "critical"
-            a.note = f"unacknowledged for {esc.raise_after_s:.0f} s: raised to critical"
-            return self._emit(a, now, "severity_raised")
-        if esc.after_s and a.escalation_level < esc.max_level and now - since >= esc.after_s * 1e6:
-            a.escalation_level += 1
-            a.level_since = now
-            a.note = f"escalated to level {a.escalation_level}: not acknowledged within {esc.after_s:.0f} s"
-            return self._emit(a, now, "escalated")
-        if esc.remind_every_s and now - max(a.last_notified_at, since) >= esc.remind_every_s * 1e6:
-            a.reminders += 1
-            a.note = f"reminder {a.reminders}: still not acknowledged"
-            return self._emit(a, now, "reminder")
-        return None

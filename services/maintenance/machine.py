@@ -1,16 +1,15 @@
-"""Everything the service knows about one machine, kept as one value in the faust table:
-rule instances per sensor, the alert book, and the last input offset per topic.
-
-Why the offsets: faust reads at least once, so after a crash a batch can come again; the
-machine remembers the highest offset it applied per topic and skips anything not newer,
-which makes state updates (and so alert revisions) idempotent under redelivery.
+"""Everything the service knows about one machine, kept as one value in maintenance's
+PartitionStore: rule instances per sensor and the alert book. The store commits it in the
+same transaction as the alert revisions it produced and the input offsets, so redelivery
+cannot apply an input twice; the snapshot is written with the safe state codec
+(:func:`state_codec`), never pickle.
 """
 
 from __future__ import annotations
 
 import math
-import pickle
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from maintenance.lifecycle import AlertBook, Emission, Policy
@@ -26,6 +25,7 @@ from maintenance.rules import (
     StuckSensor,
     TrendToLimit,
 )
+from plantstream.statecodec import StateCodec
 
 
 @dataclass(frozen=True)
@@ -39,22 +39,14 @@ class RuleSet:
 
 class MachineState:
     def __init__(self, tenant: str, site: str, machine: str, partition: int) -> None:
-        self.partition = partition  # outputs and changelog go to the partition the inputs use
+        self.partition = partition  # the input partition whose store holds this state
         self.book = AlertBook(tenant, site, machine)
-        self.offsets: dict[str, int] = {}
         self.reading_rules: dict[str, list[AlertRule]] = {}
         self.anomaly_rules: dict[str, AlertRule] = {}
 
     @property
     def ids(self) -> tuple[str, str, str]:
         return self.book.tenant, self.book.site, self.book.machine
-
-    def fresh(self, topic: str, offset: int) -> bool:
-        """True (and remembered) if this input offset was not applied before."""
-        if offset <= self.offsets.get(topic, -1):
-            return False
-        self.offsets[topic] = offset
-        return True
 
     def on_readings(self, batch: dict[str, Any], specs: dict[str, dict[str, Any]], rules: RuleSet,
                     now: int, policy: Policy) -> list[Emission]:
@@ -96,13 +88,14 @@ class MachineState:
             out.extend(self.book.apply(f, now, policy))
         return out
 
-    def dumps(self) -> bytes:
-        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
 
-    @staticmethod
-    def loads(data: bytes) -> MachineState:
-        """Restore from the table (our own changelog: a trusted source for pickle)."""
-        state = pickle.loads(data)
-        if not isinstance(state, MachineState):
-            raise TypeError(f"table value holds {type(state).__name__}, not MachineState")
-        return state
+@cache
+def state_codec() -> StateCodec:
+    """The safe codec of a machine's state: the only classes a snapshot may rebuild."""
+    from maintenance import lifecycle, robust
+    from maintenance.rules import base, clock_skew, limits, no_data, persistent_anomaly, stuck, trend
+
+    return StateCodec([
+        MachineState, lifecycle.AlertBook, lifecycle.Alert, base.Reading, base.Anomaly, base.Finding,
+        robust.SlopeFit, robust.TimeToLimit, limits._Breach, limits.LimitRule, trend.TrendToLimit,
+        stuck.StuckSensor, no_data.NoData, clock_skew.ClockSkew, persistent_anomaly.PersistentAnomaly])

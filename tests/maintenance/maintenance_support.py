@@ -4,7 +4,6 @@ and an SMTP server (aiosmtpd), plus helpers to run the maintenance service as a 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -16,11 +15,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from plantstream.localbroker import free_port
 
 
 @dataclass
@@ -85,20 +80,21 @@ def start_smtp() -> tuple[Controller, MailSink]:
 
 
 class Service:
-    """``python -m maintenance`` with the given environment; logs go to a file."""
+    """``python -m <module>`` (maintenance by default) with the given environment; logs go to
+    a file."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log = env, log
+    def __init__(self, env: dict[str, str], log: Path, module: str = "maintenance") -> None:
+        self.env, self.log, self.module = env, log, module
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Service:
-        self.proc = subprocess.Popen([sys.executable, "-m", "maintenance"], env=self.env,
+        self.proc = subprocess.Popen([sys.executable, "-m", self.module], env=self.env,
                                      stdout=subprocess.DEVNULL, stderr=self.log.open("ab"))
         return self
 
     def assert_running(self) -> None:
         assert self.proc is not None and self.proc.poll() is None, \
-            f"maintenance service exited ({self.proc and self.proc.returncode}):\n{self.tail()}"
+            f"{self.module} service exited ({self.proc and self.proc.returncode}):\n{self.tail()}"
 
     def tail(self, n: int = 30) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])

@@ -1,18 +1,17 @@
-"""The alert book: de-duplication, throttling, auto-resolve, re-open, commands, escalation."""
+"""The alert book: de-duplication, throttling, auto-resolve, re-open, commands. (Escalation and
+reminders are the notifier's: tests/notifier/test_schedule.py.)"""
 
 from __future__ import annotations
 
 import pytest
 
-from maintenance.lifecycle import AlertBook, Escalation, Policy
-from maintenance.machine import MachineState, RuleSet
+from maintenance.lifecycle import AlertBook, Policy
+from maintenance.machine import MachineState, RuleSet, state_codec
 from maintenance.rules import Finding
 from plantstream.alertstate import InvalidCommand
 
 S = 1_000_000
-POLICY = Policy(quiet_s=600, update_every_s=60,
-                escalation={"critical": Escalation(after_s=300, max_level=2, remind_every_s=900),
-                            "warning": Escalation(raise_after_s=3600)})
+POLICY = Policy(quiet_s=600, update_every_s=60)
 
 
 def finding(severity: str = "warning", ts: int = 0, count: int = 1, sensor: str = "vib") -> Finding:
@@ -81,56 +80,33 @@ def test_commands_follow_the_lifecycle_and_are_idempotent() -> None:
         book.command(cmd(aid, "resolve", "c5"), 4 * S)
 
 
-def test_unacknowledged_critical_escalates_level_by_level_then_reminds() -> None:
+def test_the_book_never_escalates_or_reminds_the_notifier_does() -> None:
     book = AlertBook("t", "s", "m")
     book.apply(finding("critical"), 0, POLICY)
-    keep = 0
-    events = []
-    for t in range(10, 2500, 10):  # the condition keeps being seen, the clock runs
-        book.apply(finding("critical", ts=t), t * S, POLICY)
-        events += [(t, e.notify, e.record["escalation_level"]) for e in book.tick(t * S, POLICY) if e.notify]
-        keep = t
-    assert events[:2] == [(300, "escalated", 1), (600, "escalated", 2)]
-    assert [t for t, n, _ in events if n == "reminder"] == [1500, 2400]
-    assert keep == 2490
-
-
-def run_clock(book: AlertBook, start: int, end: int) -> list:
-    """The condition keeps being seen every 10 s while the timer ticks; return notifying emissions."""
+    book.apply(finding("warning", sensor="temp"), 0, POLICY)
     out = []
-    for t in range(start, end, 10):
-        book.apply(finding("critical", ts=t), t * S, POLICY)
-        out += [e for e in book.tick(t * S, POLICY) if e.notify]
-    return out
+    for t in range(10, 5000, 10):  # the conditions keep being seen, the clock runs, nobody acknowledges
+        out += book.apply(finding("critical", ts=t), t * S, POLICY)
+        out += book.apply(finding("warning", ts=t, sensor="temp"), t * S, POLICY)
+        out += book.tick(t * S, POLICY)
+    assert out and all(e.notify is None for e in out)  # plain updates only
+    levels = {(e.record["severity"], e.record["escalation_level"]) for e in out}
+    assert levels == {("critical", 0), ("warning", 0)}
+    assert all("reminders" not in e.record["evidence"] for e in out)
 
 
-def test_acknowledged_or_silenced_alerts_do_not_escalate() -> None:
-    book = AlertBook("t", "s", "m")
-    aid = book.apply(finding("critical"), 0, POLICY)[0].record["alert_id"]
-    book.command(cmd(aid, "silence", until=1000 * S), S)
-    assert run_clock(book, 10, 1000) == []
-    assert [e.notify for e in run_clock(book, 1000, 1310)] == ["escalated"]  # 300 s after the silence ended
-    book.command(cmd(aid, "acknowledge", "c2"), 1311 * S)
-    assert run_clock(book, 1320, 4000) == []
-
-
-def test_warning_left_unacknowledged_becomes_critical() -> None:
-    book = AlertBook("t", "s", "m")
-    book.apply(finding("warning"), 0, POLICY)
-    book.apply(finding("warning"), 3500 * S, POLICY)
-    out = book.tick(3600 * S, POLICY)
-    assert [(e.record["severity"], e.notify) for e in out] == [("critical", "severity_raised")]
-
-
-def test_machine_state_skips_redelivered_offsets_and_round_trips() -> None:
+def test_machine_state_round_trips_through_the_safe_state_codec() -> None:
     state = MachineState("t", "s", "m", partition=2)
     batch = {"ingest_time": 0, "readings": [{"sensor": "temp", "ts": 0, "value": 120.0},
                                             {"sensor": "temp", "ts": 1, "value": float("nan")}]}
     specs = {"temp": {"unit": "degC", "critical_high": 95.0}}
-    assert state.fresh("readings", 10)
     out = state.on_readings(batch, specs, RuleSet(), 0, POLICY)
     assert [(e.record["rule"], e.record["severity"]) for e in out] == [("limit", "critical")]
-    assert not state.fresh("readings", 10) and not state.fresh("readings", 9) and state.fresh("readings", 11)
-    restored = MachineState.loads(state.dumps())
-    assert restored.partition == 2 and restored.offsets == {"readings": 11}
+    raw = state_codec().encode(state)
+    assert not raw.startswith(b"\x80")  # not a pickle
+    restored = state_codec().decode(raw)
+    assert isinstance(restored, MachineState) and restored.partition == 2
     assert restored.book.alerts[("limit", "temp")].occurrences == 1  # the NaN reading was skipped
+    more = {"ingest_time": 60_000_000, "readings": [{"sensor": "temp", "ts": 60_000_000, "value": 121.0}]}
+    assert [e.record for e in restored.on_readings(more, specs, RuleSet(), 70_000_000, POLICY)] == \
+        [e.record for e in state.on_readings(more, specs, RuleSet(), 70_000_000, POLICY)]

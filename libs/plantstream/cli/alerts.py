@@ -24,43 +24,27 @@ STATES = ("open", "acknowledged", "resolved")
 
 
 def alert_history(s: Settings, timeout: float = 10.0) -> dict[str, list[dict[str, Any]]]:
-    """Every alert's revisions (ascending), read from the start of the alerts topic to its end."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
+    """Every alert's revisions (ascending), read from the start of the alerts topic to its end
+    (committed records only: maintenance writes them in transactions)."""
     from plantstream.avro import AvroCodec
-    from plantstream.errors import BrokerUnavailable, DecodeError
-    from plantstream.kafka import check_broker, consumer_config
+    from plantstream.changelog import read_changelog
+    from plantstream.errors import DecodeError
+    from plantstream.kafka import admin_client, check_broker
     from plantstream.topics import ALERTS
 
     check_broker(s)
     topic = ALERTS.physical(s)
     codec = AvroCodec()
-    consumer = Consumer(consumer_config(s, f"cli-alerts-{uuid.uuid4().hex}"))
+    meta = admin_client(s).list_topics(topic, timeout=timeout).topics.get(topic)
+    if meta is None or meta.error is not None:
+        raise ConfigError(f"topic {topic} does not exist; run `plantstream topics create`")
     history: dict[str, dict[int, dict[str, Any]]] = {}
-    try:
-        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if meta is None or meta.error is not None:
-            raise ConfigError(f"topic {topic} does not exist; run `plantstream topics create`")
-        parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
-        ends = {p.partition: consumer.get_watermark_offsets(p, timeout=timeout)[1] for p in parts}
-        pending = {p for p, end in ends.items() if end > 0}
-        consumer.assign(parts)
-        deadline = time.monotonic() + timeout
-        while pending:
-            if time.monotonic() > deadline:
-                raise BrokerUnavailable(f"could not read {topic} to its end within {timeout:.0f}s")
-            for msg in consumer.consume(1000, 0.5):
-                if msg.error() is not None:
-                    continue
-                if msg.offset() + 1 >= ends[msg.partition()]:
-                    pending.discard(msg.partition())
-                try:
-                    rec = codec.decode(msg.value(), "alert_event")
-                except DecodeError:
-                    continue
-                history.setdefault(rec["alert_id"], {})[rec["revision"]] = rec
-    finally:
-        consumer.close()
+    for msg in read_changelog(s, topic, sorted(meta.partitions), timeout=timeout):
+        try:
+            rec = codec.decode(msg.value(), "alert_event")
+        except DecodeError:
+            continue
+        history.setdefault(rec["alert_id"], {})[rec["revision"]] = rec
     return {aid: [revs[r] for r in sorted(revs)] for aid, revs in history.items()}
 
 
