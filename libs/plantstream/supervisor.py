@@ -17,7 +17,8 @@ from pathlib import Path
 from plantstream.errors import PlantstreamError
 from plantstream.settings import Settings
 
-SERVICES = ("ingest", "validation", "anomaly", "maintenance", "archival")
+# Appended, not in pipeline order: a service's index fixes its metrics port (base + 10 * index).
+SERVICES = ("ingest", "validation", "anomaly", "maintenance", "archival", "notifier")
 
 
 @dataclass

@@ -20,9 +20,14 @@ class DeliveryFailed(PlantstreamError):
     """One delivery attempt failed; the message is the detail recorded with the attempt."""
 
 
-def webhook_body(alert: dict[str, Any], reason: str) -> bytes:
-    """The JSON document POSTed to webhooks: the alert revision plus why it is sent."""
-    return json.dumps({"reason": reason, "alert": alert}, sort_keys=True, default=str).encode()
+def webhook_body(alert: dict[str, Any], reason: str,
+                 group: list[tuple[dict[str, Any], str]] | None = None) -> bytes:
+    """The JSON document POSTed to webhooks: the alert revision plus why it is sent; a grouped
+    notification (several alerts of one machine) also lists every alert under ``group``."""
+    doc: dict[str, Any] = {"reason": reason, "alert": alert}
+    if group and len(group) > 1:
+        doc["group"] = [{"reason": r, "alert": a} for a, r in group]
+    return json.dumps(doc, sort_keys=True, default=str).encode()
 
 
 def post_webhook(url: str, body: bytes, secret: str, idempotency_key: str, timeout: float) -> str:
@@ -42,13 +47,23 @@ def post_webhook(url: str, body: bytes, secret: str, idempotency_key: str, timeo
         raise DeliveryFailed(f"{type(exc).__name__}: {reason}") from None
 
 
-def email_message(alert: dict[str, Any], reason: str, sender: str, to: str) -> EmailMessage:
+def email_message(alert: dict[str, Any], reason: str, sender: str, to: str,
+                  group: list[tuple[dict[str, Any], str]] | None = None) -> EmailMessage:
+    """One e-mail; a grouped notification lists every alert of the group, one after another."""
+    items = group if group and len(group) > 1 else [(alert, reason)]
     machine = f"{alert['tenant']}/{alert['site']}/{alert['machine']}"
+    more = f" (+{len(items) - 1} more)" if len(items) > 1 else ""
     msg = EmailMessage()
-    msg["Subject"] = f"[plantstream {alert['severity'].upper()}] {machine}: {alert['title']}"
+    msg["Subject"] = f"[plantstream {alert['severity'].upper()}] {machine}: {alert['title']}{more}"
     msg["From"] = sender
     msg["To"] = to
     msg["X-Plantstream-Alert"] = f"{alert['alert_id']} rev {alert['revision']}"
+    msg.set_content("\n\n".join("\n".join(_email_lines(a, r)) for a, r in items))
+    return msg
+
+
+def _email_lines(alert: dict[str, Any], reason: str) -> list[str]:
+    machine = f"{alert['tenant']}/{alert['site']}/{alert['machine']}"
     lines = [alert["title"], "", f"Machine:   {machine}", f"Sensors:   {', '.join(alert['sensors'])}",
              f"Rule:      {alert['rule']}", f"Severity:  {alert['severity']}", f"State:     {alert['state']}",
              f"Why now:   {reason} (escalation level {alert['escalation_level']})",
@@ -57,8 +72,7 @@ def email_message(alert: dict[str, Any], reason: str, sender: str, to: str) -> E
         lines += [f"What to do: {alert['recommended_action']}", ""]
     lines += ["Evidence:"] + [f"  {k} = {v:.4g}" for k, v in sorted(alert["evidence"].items())]
     lines += ["", f"Acknowledge: plantstream alerts ack '{alert['alert_id']}' --by NAME --reason TEXT"]
-    msg.set_content("\n".join(lines))
-    return msg
+    return lines
 
 
 def send_email(smtp: Smtp, msg: EmailMessage, timeout: float) -> str:

@@ -14,9 +14,15 @@ Format (every key optional except ``routes``; durations are seconds or ``30s``/`
       starttls: false
       username: alerts       # optional; the password comes from the env var named here:
       password_env: PLANTSTREAM_SMTP_PASSWORD
+    group_wait: 10s          # alerts of one machine arriving within this go out as one notification
     escalation:              # per severity; severities not listed never escalate
       critical: {after: 15m, max_level: 2, remind_every: 30m}
       warning: {after: 4h, max_level: 1, raise_after: 1d}
+    quiet_hours:             # notifications of these severities wait until quiet hours end
+      start: "22:00"
+      end: "06:00"           # end before start: the window spans midnight
+      tz: Europe/Berlin
+      severities: [info, warning]       # omitted: info and warning (critical always goes out)
     routes:                  # every matching route gets the notification
       - name: acme-shift
         tenant: acme         # omitted: any tenant (same for site)
@@ -26,6 +32,12 @@ Format (every key optional except ``routes``; durations are seconds or ``30s``/`
         webhook: {url: "https://hooks.example/alerts", secret_env: ACME_WEBHOOK_SECRET}
         email: [shift-lead@acme.example]
 
+Escalation (decided by the notifier, which follows every open alert): an open alert nobody
+acknowledged moves up one level every ``after`` seconds until ``max_level``, and is re-sent
+every ``remind_every`` seconds until someone acknowledges it; a warning left unacknowledged
+for ``raise_after`` is notified as critical from then on. Silenced alerts wait until the
+silence ends.
+
 Secrets are never in the file: ``secret_env`` / ``password_env`` name environment variables.
 """
 
@@ -34,8 +46,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -95,6 +109,35 @@ class Smtp:
 
 
 @dataclass(frozen=True)
+class Escalation:
+    """How one severity escalates; times in seconds (0: never)."""
+
+    after_s: float = 0.0
+    max_level: int = 1
+    remind_every_s: float = 0.0
+    raise_after_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """A daily local-time window in which notifications of ``severities`` are held."""
+
+    start: time
+    end: time
+    tz: ZoneInfo
+    severities: frozenset[str] = frozenset({"info", "warning"})
+
+    def holds(self, severity: str, now_us: int) -> bool:
+        """True if a notification of ``severity`` must wait at wall-clock ``now_us``."""
+        if severity not in self.severities:
+            return False
+        t = datetime.fromtimestamp(now_us / 1e6, self.tz).time()
+        if self.start <= self.end:
+            return self.start <= t < self.end
+        return t >= self.start or t < self.end
+
+
+@dataclass(frozen=True)
 class NotifyConfig:
     routes: tuple[Route, ...] = ()
     attempts: int = 4
@@ -102,7 +145,9 @@ class NotifyConfig:
     max_backoff_s: float = 60.0
     timeout_s: float = 5.0
     smtp: Smtp = field(default_factory=Smtp)
-    escalation: dict[str, dict[str, float]] = field(default_factory=dict)
+    escalation: dict[str, Escalation] = field(default_factory=dict)
+    group_wait_s: float = 10.0
+    quiet_hours: QuietHours | None = None
 
     def targets(self, alert: dict[str, Any], level: int) -> list[Target]:
         """Distinct targets of every route matching the alert at escalation ``level``."""
@@ -147,6 +192,41 @@ def _route(i: int, r: Any) -> Route:
                  frozenset(int(v) for v in levels) if levels is not None else None, tuple(targets))
 
 
+def _clock(value: Any, where: str) -> time:
+    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", str(value))
+    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+        raise ConfigError(f"{where}: {value!r} is not a time of day; write e.g. 22:00")
+    return time(int(m.group(1)), int(m.group(2)))
+
+
+def _quiet_hours(q: Any) -> QuietHours | None:
+    if not q:
+        return None
+    if not isinstance(q, dict) or "start" not in q or "end" not in q:
+        raise ConfigError("quiet_hours: expected a mapping with 'start' and 'end' (e.g. 22:00, 06:00)")
+    try:
+        tz = ZoneInfo(str(q.get("tz", "UTC")))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"quiet_hours.tz: {q.get('tz')!r} is not a time zone (Europe/Berlin)") from None
+    sev = q.get("severities", ["info", "warning"])
+    bad = set(sev) - {"info", "warning", "critical"}
+    if bad:
+        raise ConfigError(f"quiet_hours.severities: {sorted(bad)} are not info, warning or critical")
+    return QuietHours(_clock(q["start"], "quiet_hours.start"), _clock(q["end"], "quiet_hours.end"), tz,
+                      frozenset(sev))
+
+
+def _escalation(sev: str, e: Any) -> Escalation:
+    if sev not in ("info", "warning", "critical") or not isinstance(e, dict):
+        raise ConfigError(f"escalation: {sev!r} must be info, warning or critical with a mapping")
+    return Escalation(
+        after_s=parse_duration(e.get("after", 0), f"escalation.{sev}.after"),
+        max_level=int(e.get("max_level", 1)),
+        remind_every_s=parse_duration(e.get("remind_every", 0), f"escalation.{sev}.remind_every"),
+        raise_after_s=parse_duration(e.get("raise_after", 0), f"escalation.{sev}.raise_after"),
+    )
+
+
 def parse_notify_config(doc: Any) -> NotifyConfig:
     if doc is None:
         return NotifyConfig()
@@ -154,16 +234,7 @@ def parse_notify_config(doc: Any) -> NotifyConfig:
         raise ConfigError("notify config: expected a mapping with 'routes:'")
     retry = doc.get("retry") or {}
     smtp = doc.get("smtp") or {}
-    escalation = {}
-    for sev, e in (doc.get("escalation") or {}).items():
-        if sev not in ("info", "warning", "critical") or not isinstance(e, dict):
-            raise ConfigError(f"escalation: {sev!r} must be info, warning or critical with a mapping")
-        escalation[sev] = {
-            "after_s": parse_duration(e.get("after", 0), f"escalation.{sev}.after"),
-            "max_level": float(int(e.get("max_level", 1))),
-            "remind_every_s": parse_duration(e.get("remind_every", 0), f"escalation.{sev}.remind_every"),
-            "raise_after_s": parse_duration(e.get("raise_after", 0), f"escalation.{sev}.raise_after"),
-        }
+    escalation = {sev: _escalation(sev, e) for sev, e in (doc.get("escalation") or {}).items()}
     attempts = int(retry.get("attempts", 4))
     if attempts < 1:
         raise ConfigError("retry.attempts must be at least 1")
@@ -177,6 +248,8 @@ def parse_notify_config(doc: Any) -> NotifyConfig:
                   str(smtp.get("sender", "plantstream@localhost")), bool(smtp.get("starttls", False)),
                   smtp.get("username"), _secret(smtp, "password_env", "smtp") or None),
         escalation=escalation,
+        group_wait_s=parse_duration(doc.get("group_wait", 10), "group_wait"),
+        quiet_hours=_quiet_hours(doc.get("quiet_hours")),
     )
 
 

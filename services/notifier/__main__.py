@@ -1,0 +1,3 @@
+from notifier.service import main
+
+main()
