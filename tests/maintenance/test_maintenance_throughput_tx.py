@@ -1,10 +1,8 @@
 """The maintenance service on transactional input, as validation writes ``readings.valid``.
 
-Regression: faust's consumer advanced its committed offset past one transaction commit
-marker per commit (``broker_commit_interval``, 1 s), so 3,000 records in 300 transactions
-(~300 markers per partition) took ~5 minutes to commit although they were applied in
-seconds; and it read uncommitted, so records of aborted upstream transactions were applied
-(see ``plantstream.faustkafka``). Asserted here: the group commits every record within a
+Regression (kept since maintenance moved from faust to the transactional loop): the faust version
+committed past one transaction marker per commit, so 3,000 records in 300 transactions took
+minutes to commit, and it read uncommitted records of aborted upstream transactions. Asserted here: the group commits every record within a
 generous bound, and an aborted transaction's records are never seen (its garbage record is
 not dead-lettered, the committed one is).
 """
