@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,20 +37,14 @@ from plantstream.assets import AssetRegistry, publish_assets
 from plantstream.gateway.contract import encode_gateway_batch
 from plantstream.gateway.simulator import Factory
 from plantstream.kafka import Output, ReliableProducer, consumer_config, create_topics
+from plantstream.localbroker import LocalBroker
 from plantstream.runner import Processor, StopFlag, run_processor
 from plantstream.settings import REPO_ROOT, Settings
 from plantstream.topics import GATEWAY_READINGS, READINGS_NORMALIZED, TopicSpec, machine_key
 from validation.processor import ValidationProcessor
 
 RESULTS = REPO_ROOT / "bench" / "results" / "ingest_validation.json"
-KAFKA_SH = REPO_ROOT / "deploy" / "local" / "kafka.sh"
 PASSTHROUGH = TopicSpec("bench.passthrough", "gateway_batch", "Benchmark baseline output.")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Passthrough(Processor):
@@ -226,14 +219,10 @@ def main() -> None:
     ap.add_argument("--machines", type=int, default=40)
     args = ap.parse_args()
     base = Settings.from_env()
-    broker_env = None
+    broker = None
     if not os.environ.get("PLANTSTREAM_KAFKA_BOOTSTRAP"):
-        home = Path(tempfile.mkdtemp(prefix="plantstream-bench-kafka-"))
-        port = free_port()
-        broker_env = dict(os.environ, PLANTSTREAM_KAFKA_HOME=str(home), PLANTSTREAM_KAFKA_PORT=str(port),
-                          PLANTSTREAM_KAFKA_CONTROLLER_PORT=str(free_port()))
-        subprocess.run([str(KAFKA_SH), "start"], env=broker_env, check=True, capture_output=True, timeout=180)
-        base = replace(base, kafka_bootstrap=f"127.0.0.1:{port}")
+        broker = LocalBroker.start_new()
+        base = replace(base, kafka_bootstrap=broker.bootstrap)
     base = replace(base, home=Path(tempfile.mkdtemp(prefix="plantstream-bench-")))
     result = {"python": platform.python_version(), "cpus": os.cpu_count(), "machines": args.machines,
               "load_average_1m_before": os.getloadavg()[0], "rounds": {}}
@@ -241,9 +230,8 @@ def main() -> None:
         for batch in args.batch:
             result["rounds"][str(batch)] = one_round(base, args.readings, batch, args.machines)
     finally:
-        if broker_env is not None:
-            subprocess.run([str(KAFKA_SH), "stop"], env=broker_env, capture_output=True, timeout=120)
-            shutil.rmtree(broker_env["PLANTSTREAM_KAFKA_HOME"], ignore_errors=True)
+        if broker is not None:
+            broker.stop()  # and removes its folder
         shutil.rmtree(base.home, ignore_errors=True)
     result["load_average_1m_after"] = os.getloadavg()[0]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

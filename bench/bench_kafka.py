@@ -20,11 +20,12 @@ import statistics
 import time
 from typing import Any
 
-from common import BenchError, PrivateBroker, figure_table, machine_facts, write_results
+from common import BenchError, figure_table, machine_facts, write_results
 
 from plantstream.gateway.contract import encode_gateway_batch
 from plantstream.gateway.simulator import Factory
 from plantstream.kafka import create_topics
+from plantstream.localbroker import LocalBroker
 from plantstream.settings import Settings
 from plantstream.topics import TopicSpec
 
@@ -83,7 +84,7 @@ def parse_consumer(output: str) -> dict[str, float]:
         raise BenchError(f"unexpected ConsumerPerformance result {row}") from exc
 
 
-def run_producer(broker: PrivateBroker, topic: str, records: int, size: int) -> dict[str, float]:
+def run_producer(broker: LocalBroker, topic: str, records: int, size: int) -> dict[str, float]:
     props = [f"{k}={v}" for k, v in PRODUCER_PROPS.items()]
     out = broker.tool("perf-producer", ["--bootstrap-server", broker.bootstrap, "--topic", topic,
                                         "--num-records", str(records), "--record-size", str(size),
@@ -92,7 +93,7 @@ def run_producer(broker: PrivateBroker, topic: str, records: int, size: int) -> 
     return parse_producer(out)
 
 
-def run_consumer(broker: PrivateBroker, topic: str, records: int) -> dict[str, float]:
+def run_consumer(broker: LocalBroker, topic: str, records: int) -> dict[str, float]:
     out = broker.tool("perf-consumer", ["--bootstrap-server", broker.bootstrap, "--topic", topic,
                                         "--num-records", str(records), "--timeout", "20000",
                                         "--group", f"bench-perf-consumer-{time.time_ns()}",
@@ -101,7 +102,7 @@ def run_consumer(broker: PrivateBroker, topic: str, records: int) -> dict[str, f
     return parse_consumer(out)
 
 
-def measure(broker: PrivateBroker, settings: Settings, seconds: float = 10.0,
+def measure(broker: LocalBroker, settings: Settings, seconds: float = 10.0,
             records: int | None = None) -> dict[str, Any]:
     """Kafka's producer and consumer ceiling on ``broker`` (records and readings per second).
     ``records`` fixes the count (no calibration), for quick runs."""
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seconds", type=float, default=10.0, help="target length of the producer run")
     ap.add_argument("--records", type=int, default=None, help="fixed record count (skips calibration)")
     args = ap.parse_args(argv)
-    with PrivateBroker.start_new() as broker:
+    with LocalBroker.start_new() as broker:
         settings = Settings(home=broker.home, kafka_bootstrap=broker.bootstrap, clickhouse_url="chdb://memory")
         res = {"benchmark": "Kafka producer/consumer ceiling", **machine_facts(),
                **measure(broker, settings, args.seconds, args.records)}

@@ -35,13 +35,14 @@ from pathlib import Path
 from typing import Any
 
 import bench_kafka
-from common import BenchError, Deadline, PrivateBroker, figure_table, machine_facts, terminate, write_results
+from common import BenchError, Deadline, figure_table, machine_facts, terminate, write_results
 from pipeline_analysis import LagSample, judge_step, latency_figures
 from pipeline_driver import build_factory, sampled_machines
 from pipeline_stack import Stack, ValidWatcher
 
 from plantstream.db.query import open_target
 from plantstream.gateway.simulator import DEFAULT_SITE, DEFAULT_TENANT
+from plantstream.localbroker import LocalBroker
 from plantstream.settings import Settings
 from plantstream.supervisor import SERVICES
 
@@ -117,7 +118,7 @@ def drain(stack: Stack, deadline: Deadline, limit: float) -> float:
     return round(time.monotonic() - t0, 1)
 
 
-def pipeline(args: argparse.Namespace, broker: PrivateBroker, home: Path,
+def pipeline(args: argparse.Namespace, broker: LocalBroker, home: Path,
              deadline: Deadline) -> dict[str, Any]:
     kafka = None
     if not args.no_kafka:
@@ -251,8 +252,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     deadline = Deadline(args.budget)
     home = Path(tempfile.mkdtemp(prefix="plantstream-bench-pipeline-"))
-    broker = (PrivateBroker.existing(args.bootstrap, home / "kafka-tools") if args.bootstrap
-              else PrivateBroker.start_new(home))
+    broker = (LocalBroker.existing(args.bootstrap, home / "kafka-tools") if args.bootstrap
+              else LocalBroker.start_new(home))
     try:
         res = pipeline(args, broker, home, deadline)
     finally:

@@ -3,9 +3,10 @@ tables and the facts about the machine a figure was measured on.
 
 Every benchmark that needs Kafka starts its own broker (deploy/local/kafka.sh, the script
 users run) on a free port with its own PLANTSTREAM_KAFKA_HOME under a temporary folder, so a
-benchmark never measures, or disturbs, a broker someone else is using.
+benchmark never measures, or disturbs, a broker someone else is using
+(:class:`plantstream.localbroker.LocalBroker`, the tests' broker too):
 
-    with PrivateBroker.start_new() as broker:
+    with LocalBroker.start_new() as broker:
         settings = replace(Settings.from_env(), kafka_bootstrap=broker.bootstrap)
         ...
     write_results("pipeline", result)
@@ -16,20 +17,15 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-KAFKA_SH = REPO / "deploy" / "local" / "kafka.sh"
 RESULTS_DIR = REPO / "bench" / "results"
 
 for _src in (REPO / "libs", REPO / "services"):  # run from a checkout without `pip install -e`
@@ -41,83 +37,6 @@ from plantstream.cli.common import print_table  # noqa: E402  (after the path se
 
 class BenchError(RuntimeError):
     """A benchmark could not run (the broker or a tool failed); the message says why."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class PrivateBroker:
-    """A broker of our own on loopback; ``stop()`` also removes its folder if we made it."""
-
-    home: Path
-    port: int
-    controller_port: int
-    owns_home: bool = False
-    started: bool = field(default=False, init=False)
-
-    @classmethod
-    def start_new(cls, parent: Path | None = None, heap: str | None = None) -> PrivateBroker:
-        home = Path(tempfile.mkdtemp(prefix="plantstream-bench-kafka-", dir=parent))
-        broker = cls(home, free_port(), free_port(), owns_home=parent is None)
-        broker.start(heap)
-        return broker
-
-    @classmethod
-    def existing(cls, bootstrap: str, home: Path) -> PrivateBroker:
-        """A broker someone else runs (only its tools are used; ``stop()`` leaves it up)."""
-        return cls(home, int(bootstrap.rpartition(":")[2]), 0)
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def env(self, heap: str | None = None) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update({"PLANTSTREAM_KAFKA_HOME": str(self.home), "PLANTSTREAM_KAFKA_PORT": str(self.port),
-                    "PLANTSTREAM_KAFKA_CONTROLLER_PORT": str(self.controller_port)})
-        if heap:
-            env["PLANTSTREAM_KAFKA_HEAP"] = heap
-        return env
-
-    def start(self, heap: str | None = None) -> None:
-        proc = subprocess.run([str(KAFKA_SH), "start"], env=self.env(heap), text=True,
-                              capture_output=True, timeout=240)
-        if proc.returncode != 0:
-            raise BenchError(f"the benchmark broker did not start (kafka.sh start exit {proc.returncode}):\n"
-                             f"{proc.stdout}{proc.stderr}")
-        self.started = True
-
-    def tool(self, command: str, args: Sequence[str], timeout: float) -> str:
-        """Run a kafka.sh tool command (perf-producer, perf-consumer, topics); return stdout."""
-        try:
-            proc = subprocess.run([str(KAFKA_SH), command, *args], env=self.env(), text=True,
-                                  capture_output=True, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise BenchError(f"kafka.sh {command} did not finish within {timeout:.0f}s") from exc
-        if proc.returncode != 0:
-            raise BenchError(f"kafka.sh {command} failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
-        return proc.stdout
-
-    def version(self) -> str:
-        proc = subprocess.run([str(KAFKA_SH), "version"], env=self.env(), text=True, capture_output=True)
-        return proc.stdout.strip() or "unknown"
-
-    def stop(self) -> None:
-        if self.started:
-            subprocess.run([str(KAFKA_SH), "stop"], env=self.env(), capture_output=True, timeout=120)
-            self.started = False
-        if self.owns_home:
-            shutil.rmtree(self.home, ignore_errors=True)
-
-    def __enter__(self) -> PrivateBroker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def machine_facts() -> dict[str, Any]:

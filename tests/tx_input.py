@@ -1,6 +1,7 @@
 """Test input written the way plantstream processors write it: in Kafka transactions (each
 leaves a commit marker, an offset never delivered), plus a helper to wait until a consumer
-group has committed past given offsets."""
+group has committed past given offsets, and the mixed ``readings.valid`` input (committed,
+aborted and garbage records) the services' transactional-input tests share."""
 
 from __future__ import annotations
 
@@ -10,8 +11,18 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from anomaly.synthetic import SyntheticMachine, asset_record, stream
+from plantstream.assets import publish_assets
+from plantstream.avro import AvroCodec
 from plantstream.kafka import Output, consumer_config, producer_config
 from plantstream.settings import Settings
+from plantstream.topics import READINGS_REJECTED, READINGS_VALID
+
+from kafka_io import read_topic
+
+SENSORS = [f"s{i}" for i in range(10)]
+MACHINES, SAMPLES, PER_BATCH = 10, 600, 2  # 3,000 records of 20 readings
+PER_TRANSACTION = 10
 
 
 def produce_transactions(settings: Settings, outputs: list[Output], per_transaction: int,
@@ -70,3 +81,29 @@ def wait_committed_past(settings: Settings, group: str, topic: str, last: dict[i
         time.sleep(0.5)
     want = {p: off + 1 for p, off in sorted(last.items())}
     raise AssertionError(f"{group} committed {done} of {topic} after {timeout:.0f}s; wanted {want}")
+
+
+def write_mixed_valid_readings(settings: Settings, codec: AvroCodec) -> dict[int, int]:
+    """On ``readings.valid`` (machines in the registry): 1,500 batches in committed
+    transactions, one aborted transaction of garbage per machine, 1,500 batches more, then one
+    committed garbage record; returns the highest offset written per partition."""
+    topic = READINGS_VALID.physical(settings)
+    ms = [SyntheticMachine("acme", "plant1", f"m{k}", SENSORS, seed=k) for k in range(MACHINES)]
+    publish_assets(settings, [asset_record(m) for m in ms])
+    records = [Output(topic, k, codec.encode("reading_batch", r)) for k, r in stream(ms, SAMPLES, PER_BATCH)]
+    assert len(records) == 3000
+    aborted = [Output(topic, m.key, b"aborted garbage " + m.key) for m in ms]
+    garbage = Output(topic, ms[0].key, b"committed garbage")
+
+    last = produce_transactions(settings, records[:1500], PER_TRANSACTION)
+    produce_transactions(settings, aborted, PER_TRANSACTION, abort=True)
+    for part in (produce_transactions(settings, records[1500:], PER_TRANSACTION),
+                 produce_transactions(settings, [garbage], 1)):
+        last |= {p: max(off, last.get(p, -1)) for p, off in part.items()}
+    return last
+
+
+def dead_letter_originals(settings: Settings, codec: AvroCodec) -> list[bytes]:
+    """The original bytes of every dead letter on ``readings.rejected``."""
+    dead = read_topic(settings, READINGS_REJECTED.physical(settings), idle=3)
+    return [codec.decode(m.value(), "dead_letter")["original"] for m in dead]

@@ -50,7 +50,7 @@ def wait_for_members(settings: Settings, echo: Echo, timeout: float = 120.0) -> 
         dead = [p for p in status(settings) if not p.alive]
         if dead:
             raise PlantstreamError(f"service {dead[0].service} exited during start-up; see {dead[0].log}")
-        waiting = [g.service for g in group_lags(settings) if g.members == 0]
+        waiting = [g.service for g in group_lags(settings, SERVICES) if g.members == 0]
         if not waiting:
             echo("services: all consuming")
             return
@@ -98,7 +98,8 @@ def drain(settings: Settings, echo: Echo, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     calm = 0
     while time.monotonic() < deadline:
-        behind = {g.service: unread_messages(settings, g.service) for g in group_lags(settings) if g.lag}
+        behind = {g.service: unread_messages(settings, g.service)
+                  for g in group_lags(settings, SERVICES) if g.lag}
         behind = {k: v for k, v in behind.items() if v}
         calm = calm + 1 if not behind else 0
         if calm >= 2:

@@ -4,33 +4,24 @@ and needs nothing from the services."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 
 from plantstream.kafka import admin_client
 from plantstream.settings import Settings
-from plantstream.topics import (
-    ALERT_COMMANDS,
-    ALERTS,
-    ANOMALIES,
-    GATEWAY_READINGS,
-    NOTIFICATIONS,
-    READINGS_NORMALIZED,
-    READINGS_REJECTED,
-    READINGS_VALID,
-    TopicSpec,
-)
+from plantstream.topics import TopicSpec, group_inputs, services
 
-# service -> (consumer group, input topics)
-SERVICE_INPUTS: dict[str, tuple[str, tuple[TopicSpec, ...]]] = {
-    "ingest": ("ingest", (GATEWAY_READINGS,)),
-    "validation": ("validation", (READINGS_NORMALIZED,)),
-    "anomaly": ("anomaly", (READINGS_VALID,)),
-    # maintenance's notify agent reads the alerts it wrote, to deliver them
-    "maintenance": ("maintenance", (READINGS_VALID, ANOMALIES, ALERT_COMMANDS, ALERTS)),
-    "archival": ("archival", (READINGS_VALID, READINGS_REJECTED, ANOMALIES, ALERTS, NOTIFICATIONS)),
-}
+
+def service_inputs() -> dict[str, tuple[str, tuple[TopicSpec, ...]]]:
+    """service -> (consumer group, input topics), from the topic catalog: every service that
+    reads a topic in its consumer group (named after the service; the topic prefix is added
+    by :func:`plantstream.kafka.consumer_config`), with the topics it reads there."""
+    return {name: (name, specs) for name in services() if (specs := group_inputs(name))}
+
+
+SERVICE_INPUTS = service_inputs()
 
 
 @dataclass
@@ -66,12 +57,15 @@ def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], 
         consumer.close()
 
 
-def group_lags(settings: Settings) -> list[GroupLag]:
+def group_lags(settings: Settings, only: Iterable[str] | None = None) -> list[GroupLag]:
+    """The lag of every service's consumer group (of the services in ``only``, if given: e.g.
+    the ones a supervisor runs)."""
+    wanted = SERVICE_INPUTS if only is None else {s: SERVICE_INPUTS[s] for s in only if s in SERVICE_INPUTS}
     admin = admin_client(settings)
-    topics = sorted({spec.physical(settings) for _, specs in SERVICE_INPUTS.values() for spec in specs})
+    topics = sorted({spec.physical(settings) for _, specs in wanted.values() for spec in specs})
     ends = end_offsets(settings, topics)
     results = []
-    for service, (group, specs) in SERVICE_INPUTS.items():
+    for service, (group, specs) in wanted.items():
         gid = settings.topic_prefix + group
         parts = [TopicPartition(t, p) for (t, p) in ends if t in {s.physical(settings) for s in specs}]
         committed = 0

@@ -160,6 +160,17 @@ def read_len(b: bytes, p: int) -> tuple[int, int]:
     return n, p
 
 
+def read_strings(b: bytes, p: int, count: int) -> tuple[list[str], int]:
+    """``count`` consecutive Avro strings at ``p`` (strict UTF-8) and the position after them:
+    the header of both batch records (batch_id, tenant, site, machine, gateway)."""
+    out = []
+    for _ in range(count):
+        n, p = read_len(b, p)
+        out.append(b[p:p + n].decode())
+        p += n
+    return out, p
+
+
 @dataclass
 class ReadingBatchView:
     """A decoded reading_batch: header fields plus per-reading columns and byte spans."""
@@ -237,12 +248,7 @@ _Misparse = Misparse
 
 
 def _parse(b: bytes, fast: bool) -> ReadingBatchView:
-    p = HEADER_LEN
-    header = []
-    for _ in range(5):
-        n, p = read_len(b, p)
-        header.append(b[p:p + n].decode())
-        p += n
+    header, p = read_strings(b, HEADER_LEN, 5)
     ingest_time, p = _read_long(b, p)
     sent_at = None
     u = b[p]

@@ -1,8 +1,14 @@
-"""The topic catalog: every topic the platform uses, created up front.
+"""The topic catalog: every topic the platform uses, who writes it and who reads it.
 
 Creating topics ahead of the services (with broker auto-creation off) means a typo cannot
-create a topic with the wrong partition count, and faust's changelogs always match their
-source topics.
+create a topic with the wrong partition count. Each :class:`TopicSpec` also names its
+producers and consumers (service names, plus ``gateway`` for machine gateways and ``cli`` for
+people's commands: the CLI and the board), so the catalog is the pipeline's graph: the lag
+map of ``plantstream status``, archival's routes and the README picture are derived from it.
+
+Consumers read a topic in one of two ways: append-only topics in the service's consumer
+group (group id = topic prefix + service name), compacted topics (the asset registry, state
+changelogs) whole, by assignment and outside any group, to rebuild state.
 """
 
 from __future__ import annotations
@@ -11,14 +17,21 @@ from dataclasses import dataclass
 
 from plantstream.settings import Settings
 
+GATEWAY = "gateway"  # machine gateways (producers only)
+PEOPLE = "cli"  # people's commands: the plantstream CLI and the alert board
+OUTSIDE = (GATEWAY, PEOPLE)  # principals that are not services of the platform
+
 
 @dataclass(frozen=True)
 class TopicSpec:
-    """One topic: its logical name, the schema of its values, and how it is kept."""
+    """One topic: its logical name, the schema of its values, who writes and reads it, and
+    how it is kept."""
 
     name: str
     schema: str
     doc: str
+    producers: tuple[str, ...] = ()
+    consumers: tuple[str, ...] = ()
     keyed_by: str = "tenant/site/machine"
     compacted: bool = False
     single_partition: bool = False
@@ -36,49 +49,77 @@ class TopicSpec:
         hours = self.retention_hours or settings.retention_hours
         return {"cleanup.policy": "delete", "retention.ms": str(hours * 3_600_000)}
 
+    @property
+    def read_in_group(self) -> bool:
+        """Consumers read it in their consumer group (committing offsets); compacted topics
+        hold state (the latest value per key) that consumers read whole instead."""
+        return not self.compacted
+
+
+_STAGES = ("ingest", "validation", "anomaly", "maintenance")
 
 GATEWAY_READINGS = TopicSpec(
-    "gateway.readings", "gateway_batch", "Raw batches from gateways, Avro or JSON (see README).")
+    "gateway.readings", "gateway_batch", "Raw batches from gateways, Avro or JSON (see README).",
+    producers=(GATEWAY,), consumers=("ingest",))
 READINGS_NORMALIZED = TopicSpec(
-    "readings.normalized", "reading_batch", "Readings mapped to sensor ids and canonical units.")
+    "readings.normalized", "reading_batch", "Readings mapped to sensor ids and canonical units.",
+    producers=("ingest",), consumers=("validation",))
 READINGS_VALID = TopicSpec(
-    "readings.valid", "reading_batch", "Readings that passed validation.")
+    "readings.valid", "reading_batch", "Readings that passed validation.",
+    producers=("validation",), consumers=("anomaly", "maintenance", "archival"))
 READINGS_REJECTED = TopicSpec(
-    "readings.rejected", "dead_letter", "Dead letters from every stage, with reason and original bytes.")
-ANOMALIES = TopicSpec("anomalies", "anomaly_event", "Anomaly events from the detector.")
+    "readings.rejected", "dead_letter", "Dead letters from every stage, with reason and original bytes.",
+    producers=(*_STAGES, "notifier"), consumers=("archival",))
+ANOMALIES = TopicSpec("anomalies", "anomaly_event", "Anomaly events from the detector.",
+                      producers=("anomaly",), consumers=("maintenance", "archival"))
 ALERTS = TopicSpec("alerts", "alert_event", "Alert revisions (raise, update, ack, resolve, escalate).",
+                   producers=("maintenance",), consumers=("notifier", "archival"),
                    keyed_by="tenant/site/machine")
 ALERT_COMMANDS = TopicSpec("alert.commands", "alert_command",
-                           "Acknowledge / resolve / silence requests.", keyed_by="tenant/site/machine")
+                           "Acknowledge / resolve / silence requests.",
+                           producers=(PEOPLE,), consumers=("maintenance",), keyed_by="tenant/site/machine")
 NOTIFICATIONS = TopicSpec("notifications", "notification_attempt",
-                          "Every notification delivery attempt.", keyed_by="alert id")
+                          "Every notification delivery attempt.",
+                          producers=("notifier",), consumers=("archival",), keyed_by="alert id")
 ASSETS = TopicSpec("assets", "asset", "Asset registry: one record per machine (compacted).",
-                   compacted=True, single_partition=True)
-# Changelog of the anomaly service's faust table "models" (faust names it
-# "<app id>-<table>-changelog"; the app id is "<prefix>anomaly"). Same partition count as
-# readings.valid, as faust requires.
-ANOMALY_MODELS = TopicSpec("anomaly-models-changelog", "model_snapshot",
-                           "Anomaly detector state per machine (faust table changelog).", compacted=True)
-# Service state changelogs, written in the same transaction as the service's output, one
-# partition per input partition (records are pinned to the input's partition number).
-INGEST_SEEN_BATCHES = TopicSpec(
-    "ingest.seen-batches", "ingest_seen_batches",
-    "Batch ids ingest has accepted, per input partition: rebuilds duplicate detection.",
-    keyed_by="input partition", retention_hours=24)
-VALIDATION_STATE = TopicSpec(
-    "validation.state", "validation_sensor_state",
-    "Last accepted timestamp per sensor and machine (compacted): rebuilds order checks.",
-    compacted=True)
-# Changelog of the maintenance service's faust table "machines" (app id "<prefix>maintenance"):
-# rule windows, open alerts and timers per machine; as many partitions as readings.valid.
-MAINTENANCE_MACHINES = TopicSpec("maintenance-machines-changelog", "maintenance_state",
-                                 "Maintenance rule and alert state per machine (faust table changelog).",
-                                 compacted=True)
+                   producers=(PEOPLE,), consumers=_STAGES, compacted=True, single_partition=True)
+
+
+def state_changelog(name: str, schema: str, what: str, service: str,
+                    keyed_by: str = "tenant/site/machine") -> TopicSpec:
+    """The changelog of ``service``'s PartitionStore (plantstream.store): compacted, written in
+    the same transaction as the service's output, one partition per input partition (records
+    are pinned to the input's partition number), read back by the same service when a
+    partition is assigned to it."""
+    return TopicSpec(name, schema, f"{what}: state changelog of {service}'s PartitionStore, "
+                                   "written in the same transaction as its output.",
+                     producers=(service,), consumers=(service,), keyed_by=keyed_by, compacted=True)
+
+
+ANOMALY_MODELS = state_changelog(
+    "anomaly-models-changelog", "model_snapshot", "Anomaly detector state per machine", "anomaly")
+INGEST_SEEN_BATCHES = state_changelog(
+    "ingest.seen-batches", "ingest_seen_batches", "Batch ids ingest has accepted (tombstones expire old ids)",
+    "ingest", keyed_by="tenant/site/machine/batch_id")
+VALIDATION_STATE = state_changelog(
+    "validation.state", "validation_sensor_state", "Last accepted timestamp per sensor and machine",
+    "validation")
+MAINTENANCE_MACHINES = state_changelog(
+    "maintenance-machines-changelog", "maintenance_state",
+    "Maintenance rule windows, open alerts and timers per machine", "maintenance")
+# Changelog of the notifier's faust table "open-alerts" (app id "<prefix>notifier"): the
+# alerts it follows, their escalation timers and the notifications still to send; as many
+# partitions as alerts, as faust requires.
+NOTIFIER_OPEN_ALERTS = TopicSpec(
+    "notifier-open-alerts-changelog", "notifier_open_alert",
+    "Alerts the notifier follows, their escalation timers and pending notifications "
+    "(the notifier's faust table changelog).",
+    producers=("notifier",), consumers=("notifier",), keyed_by="alert id", compacted=True)
 
 CATALOG: tuple[TopicSpec, ...] = (
     GATEWAY_READINGS, READINGS_NORMALIZED, READINGS_VALID, READINGS_REJECTED,
     ANOMALIES, ALERTS, ALERT_COMMANDS, NOTIFICATIONS, ASSETS, ANOMALY_MODELS,
-    INGEST_SEEN_BATCHES, VALIDATION_STATE, MAINTENANCE_MACHINES,
+    INGEST_SEEN_BATCHES, VALIDATION_STATE, MAINTENANCE_MACHINES, NOTIFIER_OPEN_ALERTS,
 )
 
 
@@ -92,3 +133,49 @@ def by_name(name: str) -> TopicSpec:
 def machine_key(tenant: str, site: str, machine: str) -> bytes:
     """The message key that keeps one machine's data in one partition, in order."""
     return f"{tenant}/{site}/{machine}".encode()
+
+
+def services() -> tuple[str, ...]:
+    """Every service the catalog names, in pipeline order (first appearance as a consumer,
+    then as a producer); gateways and people are not services."""
+    names: dict[str, None] = {}
+    for spec in CATALOG:
+        names.update(dict.fromkeys(spec.consumers))
+    for spec in CATALOG:
+        names.update(dict.fromkeys(spec.producers))
+    return tuple(n for n in names if n not in OUTSIDE)
+
+
+def consumed_by(service: str) -> tuple[TopicSpec, ...]:
+    """The topics ``service`` reads, in catalog order."""
+    return tuple(spec for spec in CATALOG if service in spec.consumers)
+
+
+def produced_by(service: str) -> tuple[TopicSpec, ...]:
+    """The topics ``service`` writes, in catalog order."""
+    return tuple(spec for spec in CATALOG if service in spec.producers)
+
+
+def group_inputs(service: str) -> tuple[TopicSpec, ...]:
+    """The topics ``service`` reads in its consumer group: its input, whose lag counts."""
+    return tuple(spec for spec in consumed_by(service) if spec.read_in_group)
+
+
+def _who(names: tuple[str, ...]) -> str:
+    return ", ".join({GATEWAY: "gateways", PEOPLE: "people (CLI, board)"}.get(n, n) for n in names)
+
+
+def pipeline_picture() -> str:
+    """The README's picture of the pipeline, generated from the catalog (`python -m
+    plantstream.topics` prints it): one row per topic, who writes it and who reads it."""
+    rows = ["| topic | value schema | key | written by | read by | kept |", "|---|---|---|---|---|---|"]
+    for spec in CATALOG:
+        kept = "compacted" if spec.compacted else (
+            f"{spec.retention_hours} h" if spec.retention_hours else "`PLANTSTREAM_RETENTION_HOURS`")
+        rows.append(f"| `{spec.name}` | `{spec.schema}` | {spec.keyed_by} | {_who(spec.producers)} "
+                    f"| {_who(spec.consumers)} | {kept} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(pipeline_picture())

@@ -16,11 +16,13 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 
 from plantstream.errors import PlantstreamError
+from plantstream.topics import consumed_by
 
 # DateTime64(6) holds 1900-01-01 .. 2299-12-31; anything outside cannot be stored.
 MIN_TS_US = -2_208_988_800_000_000
 MAX_TS_US = 10_413_791_999_999_999
 MAX_ORIGINAL_BYTES = 1 << 20
+SERVICE = "archival"
 
 TS = pa.timestamp("us", tz="UTC")
 STR = pa.string()
@@ -217,13 +219,33 @@ class Route:
     append: Callable[[Columns, dict[str, Any], Source], None]
 
 
-ROUTES: tuple[Route, ...] = (
-    Route("readings.valid", "reading_batch", "readings", readings_month, append_readings),
-    Route("readings.rejected", "dead_letter", "rejected", dead_letter_month, append_dead_letter),
-    Route("anomalies", "anomaly_event", "anomalies",
-          _event_month("ts", "window_start", "window_end"), append_anomaly),
-    Route("alerts", "alert_event", "alerts",
-          _event_month("updated_at", "first_seen", "last_seen", "silenced_until"), append_alert),
-    Route("notifications", "notification_attempt", "notifications",
-          _event_month("attempted_at"), append_notification),
-)
+class Mapping(NamedTuple):
+    """Where the records of one topic go: the table, and how a record becomes its columns."""
+
+    table: str
+    month: Callable[[dict[str, Any]], int]
+    append: Callable[[Columns, dict[str, Any], Source], None]
+
+
+#: Per topic (logical catalog name): its table. Which topics archival reads is the catalog's
+#: business (``consumers`` naming archival); the tests check that the two agree.
+TABLES: dict[str, Mapping] = {
+    "readings.valid": Mapping("readings", readings_month, append_readings),
+    "readings.rejected": Mapping("rejected", dead_letter_month, append_dead_letter),
+    "anomalies": Mapping("anomalies", _event_month("ts", "window_start", "window_end"), append_anomaly),
+    "alerts": Mapping("alerts", _event_month("updated_at", "first_seen", "last_seen", "silenced_until"),
+                      append_alert),
+    "notifications": Mapping("notifications", _event_month("attempted_at"), append_notification),
+}
+
+
+def routes() -> tuple[Route, ...]:
+    """One route per topic the catalog has archival read, with the schema the catalog names."""
+    missing = [spec.name for spec in consumed_by(SERVICE) if spec.name not in TABLES]
+    if missing:
+        raise PlantstreamError(f"the topic catalog has archival read {', '.join(missing)}, "
+                               "but archival.tables.TABLES maps no table for it")
+    return tuple(Route(spec.name, spec.schema, *TABLES[spec.name]) for spec in consumed_by(SERVICE))
+
+
+ROUTES: tuple[Route, ...] = routes()

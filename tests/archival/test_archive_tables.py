@@ -11,8 +11,9 @@ from archival_records import NOW_US, codec, reading_batch
 from clickhouse_connect.driver.client import Client
 
 from archival.sink import insert_run, plan_runs
-from archival.tables import ROUTES, Source
+from archival.tables import ARROW_SCHEMAS, ROUTES, TABLES, Source
 from plantstream.db import apply_retention, connect, migrate
+from plantstream.topics import CATALOG, consumed_by
 
 ROUTE_BY_TOPIC = {r.topic: r for r in ROUTES}
 JAN_2025 = 1_735_689_600_000_000
@@ -30,6 +31,14 @@ def client(tmp_path: Path) -> Iterator[Client]:
 def sources(batches: list[dict], partition: int = 0, start: int = 0) -> list[Source]:
     return [Source("readings.valid", partition, start + i, b"acme/s1/m", codec.encode("reading_batch", b))
             for i, b in enumerate(batches)]
+
+
+def test_the_catalog_and_the_table_mapping_agree_on_what_archival_reads() -> None:
+    archived = {spec.name for spec in CATALOG if "archival" in spec.consumers}
+    assert set(TABLES) == archived, "map a table in archival.tables.TABLES for each topic archival reads"
+    assert [r.topic for r in ROUTES] == [spec.name for spec in consumed_by("archival")]
+    assert {r.schema for r in ROUTES} <= {spec.schema for spec in CATALOG}
+    assert {r.table for r in ROUTES} <= set(ARROW_SCHEMAS)
 
 
 def test_migrations_apply_once_and_retention_follows_the_setting(client: Client) -> None:

@@ -11,6 +11,8 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,7 +109,7 @@ class Stack:
         waiting: list[str] = []
         while time.monotonic() < deadline:
             self.assert_alive("start-up")
-            waiting = [g.service for g in group_lags(self.settings) if g.members == 0]
+            waiting = [g.service for g in group_lags(self.settings, SERVICES) if g.members == 0]
             if not waiting:
                 return
             time.sleep(0.5)
@@ -116,7 +118,7 @@ class Stack:
     def wait_progress(self, name: str, timeout: float = 60.0) -> None:
         """Until ``name``'s group commits past where it is now (it is working mid-stream)."""
         def committed() -> int:
-            return next(g.committed for g in group_lags(self.settings) if g.service == name)
+            return next(g.committed for g in group_lags(self.settings, [name]))
         before = committed()
         deadline = time.monotonic() + timeout
         while committed() <= before:
@@ -181,6 +183,21 @@ def factory_plan(settings: Settings, machines: int = 6, seed: int = 11) -> Plan:
 def publish_factory(settings: Settings, plan: Plan) -> None:
     records = plan.factory.assets()
     assert publish_assets(settings, records) == len(records)
+
+
+@contextmanager
+def running_factory(settings: Settings, env: dict[str, str]) -> Iterator[tuple[Plan, Stack]]:
+    """The factory's plan, its asset registry published, the five services started and
+    consuming; the services are stopped on exit."""
+    plan = factory_plan(settings)
+    publish_factory(settings, plan)
+    stack = Stack(settings, env)
+    stack.start()
+    try:
+        stack.wait_consuming()
+        yield plan, stack
+    finally:
+        stack.stop()
 
 
 class PacedSender(threading.Thread):
@@ -255,6 +272,28 @@ def wait_archived(settings: Settings, stack: Stack, readings: int, timeout: floa
         if covered >= readings + 1 or time.monotonic() > deadline:  # + the undecodable message
             return out
         time.sleep(1.0)
+
+
+@dataclass
+class Archived:
+    """What ClickHouse holds once the pipeline has drained."""
+
+    outcome: Outcome
+    duplicates: dict[str, list[dict[str, Any]]]
+    events: dict[str, int]
+
+
+def drain_and_read_archive(settings: Settings, stack: Stack, plan: Plan) -> Archived:
+    """Wait until every service has read everything and ClickHouse accounts for the plan."""
+    stack.wait_drained()
+    out = wait_archived(settings, stack, plan.readings)
+    return Archived(out, duplicates(settings), event_counts(settings))
+
+
+def assert_archived_exactly_once(archived: Archived, plan: Plan) -> None:
+    """Every sent reading has one fate, and no row is stored twice."""
+    assert_conserved(archived.outcome, plan)
+    assert archived.duplicates == {table: [] for table in archived.duplicates}
 
 
 def duplicates(settings: Settings) -> dict[str, list[dict[str, Any]]]:

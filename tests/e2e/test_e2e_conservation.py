@@ -9,15 +9,12 @@ import pytest
 from e2e_support import (
     FAULTY,
     HEALTHY,
-    Stack,
     alerts_by_machine,
-    assert_conserved,
-    duplicates,
-    factory_plan,
-    publish_factory,
+    assert_archived_exactly_once,
+    drain_and_read_archive,
     query,
+    running_factory,
     send_all,
-    wait_archived,
 )
 
 from plantstream.settings import Settings
@@ -29,26 +26,15 @@ MOST_ALERTS_OF_A_HEALTHY_MACHINE = 1
 
 def test_every_reading_is_archived_once_and_faulty_machines_raise_alerts(
         settings: Settings, service_env: dict[str, str]) -> None:
-    plan = factory_plan(settings)
-    publish_factory(settings, plan)
-    stack = Stack(settings, service_env)
-    stack.start()
-    try:
-        stack.wait_consuming()
+    with running_factory(settings, service_env) as (plan, stack):
         send_all(settings, plan)
-        stack.wait_drained()
-        out = wait_archived(settings, stack, plan.readings)
-        dups = duplicates(settings)
+        archived = drain_and_read_archive(settings, stack, plan)
         alerts = alerts_by_machine(settings)
         anomalies = {r["machine"] for r in query(settings, "SELECT DISTINCT machine FROM anomalies")}
-    finally:
-        stack.stop()
 
-    assert_conserved(out, plan)
-    assert sum(out.valid_ids.values()) > plan.readings * 0.9  # most of the factory's data is good
-    assert dups == {table: [] for table in dups}
+    assert_archived_exactly_once(archived, plan)
+    assert sum(archived.outcome.valid_ids.values()) > plan.readings * 0.9  # most of the data is good
     assert set(FAULTY) <= anomalies, f"anomaly events by machine: {anomalies}"
     assert all(alerts[m] >= 1 for m in FAULTY), f"alerts by machine: {dict(alerts)}"
     assert all(alerts[m] <= MOST_ALERTS_OF_A_HEALTHY_MACHINE for m in HEALTHY), f"alerts: {dict(alerts)}"
     assert set(alerts) <= set(FAULTY) | set(HEALTHY), f"alerts for machines nobody has: {dict(alerts)}"
-

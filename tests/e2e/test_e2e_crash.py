@@ -10,16 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import settings_env
-from e2e_support import (
-    PacedSender,
-    Stack,
-    assert_conserved,
-    duplicates,
-    event_counts,
-    factory_plan,
-    publish_factory,
-    wait_archived,
-)
+from e2e_support import PacedSender, assert_archived_exactly_once, drain_and_read_archive, running_factory
 
 from plantstream.kafka import create_topics
 from plantstream.settings import Settings
@@ -34,12 +25,7 @@ STREAM_SECONDS = 45.0
 
 def test_sigkill_of_each_service_mid_stream_loses_and_duplicates_nothing(
         settings: Settings, service_env: dict[str, str]) -> None:
-    plan = factory_plan(settings)
-    publish_factory(settings, plan)
-    stack = Stack(settings, service_env)
-    stack.start()
-    try:
-        stack.wait_consuming()
+    with running_factory(settings, service_env) as (plan, stack):
         sender = PacedSender(settings, plan.outputs, STREAM_SECONDS)
         sender.start()
         for name in SERVICES:  # ingest, validation, anomaly, maintenance, archival
@@ -48,14 +34,9 @@ def test_sigkill_of_each_service_mid_stream_loses_and_duplicates_nothing(
             stack.start(name)
         assert sender.is_alive(), "the stream ended before every service was killed; lengthen it"
         sender.finish()
-        stack.wait_drained()
-        out = wait_archived(settings, stack, plan.readings)
-        dups, events = duplicates(settings), event_counts(settings)
-    finally:
-        stack.stop()
-    assert_conserved(out, plan)
-    assert dups == {table: [] for table in dups}
-    assert events["anomalies"] > 0 and events["alerts"] > 0, events
+        archived = drain_and_read_archive(settings, stack, plan)
+    assert_archived_exactly_once(archived, plan)
+    assert archived.events["anomalies"] > 0 and archived.events["alerts"] > 0, archived.events
 
 
 def test_broker_stop_and_restart_mid_stream(settings: Settings, tmp_path: Path) -> None:
@@ -64,12 +45,7 @@ def test_broker_stop_and_restart_mid_stream(settings: Settings, tmp_path: Path) 
     try:
         s = replace(settings, kafka_bootstrap=broker.bootstrap)
         create_topics(s)
-        plan = factory_plan(s)
-        publish_factory(s, plan)
-        stack = Stack(s, settings_env(s))
-        stack.start()
-        try:
-            stack.wait_consuming()
+        with running_factory(s, settings_env(s)) as (plan, stack):
             sender = PacedSender(s, plan.outputs, 30.0)
             sender.start()
             stack.wait_progress("archival")
@@ -78,14 +54,9 @@ def test_broker_stop_and_restart_mid_stream(settings: Settings, tmp_path: Path) 
             broker.start()  # same data directory
             sender.finish()
             exited = stack.restart_dead()
-            stack.wait_drained()
-            out = wait_archived(s, stack, plan.readings)
-            dups, events = duplicates(s), event_counts(s)
-        finally:
-            stack.stop()
+            archived = drain_and_read_archive(s, stack, plan)
     finally:
         broker.stop()
     assert exited == [], f"services that exited while the broker was down: {exited}"
-    assert_conserved(out, plan)
-    assert dups == {table: [] for table in dups}
-    assert events["anomalies"] > 0 and events["alerts"] > 0, events
+    assert_archived_exactly_once(archived, plan)
+    assert archived.events["anomalies"] > 0 and archived.events["alerts"] > 0, archived.events

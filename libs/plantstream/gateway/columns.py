@@ -23,7 +23,7 @@ import numpy as np
 
 from plantstream.avro import HEADER_LEN, MAGIC, AvroCodec
 from plantstream.errors import DecodeError
-from plantstream.readingbatch import Misparse, read_len, read_long, ts_values_at
+from plantstream.readingbatch import Misparse, read_len, read_long, read_strings, ts_values_at
 from plantstream.schemas import SchemaRegistry, default_registry
 
 SCHEMA = "gateway_batch"
@@ -228,12 +228,7 @@ def _periodic(b: bytes, p: int, count: int) -> tuple[list, list, list, np.ndarra
 
 
 def _walk(b: bytes, has_sequence: bool) -> GatewayColumns:
-    p = HEADER_LEN
-    head = []
-    for _ in range(5):
-        n, p = read_len(b, p)
-        head.append(b[p:p + n].decode())
-        p += n
+    head, p = read_strings(b, HEADER_LEN, 5)
     sent_at, p = _long9(b, p)
     sequence = None
     if has_sequence:
