@@ -1,10 +1,11 @@
 """The anomaly service on transactional input, as validation writes ``readings.valid``.
 
-Regression (kept since anomaly moved from faust to the transactional loop): the faust
-version committed past one transaction marker per commit, so 3,000 records in 300 transactions took
-minutes to commit, and it read uncommitted records of aborted upstream transactions. Asserted here: the group commits every record within a
-generous bound, and an aborted transaction's records are never seen (its garbage record is
-not dead-lettered, the committed one is). Speed figures: ``bench/bench_anomaly_service.py``.
+Regression, kept since anomaly moved from faust to the transactional loop: the faust
+version committed past one transaction marker per commit, so 3,000 records in 300
+transactions took minutes to commit, and it read uncommitted records of aborted upstream
+transactions. Asserted here: the group commits every record within a generous bound, and an
+aborted transaction's records are never seen (its garbage record is not dead-lettered, the
+committed one is).
 """
 
 from __future__ import annotations
