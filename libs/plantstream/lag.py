@@ -86,14 +86,25 @@ def group_lags(settings: Settings, only: Iterable[str] | None = None) -> list[Gr
     return results
 
 
-def unread_messages(settings: Settings, service: str, limit: int = 1000) -> int:
-    """Data messages the service's group has not committed yet, counted by reading them.
+@dataclass
+class PartitionLag:
+    """One input partition of a service's group: committed offset, log end, and the data
+    messages really left to read between them (transaction markers take offsets too)."""
 
-    Offsets alone over-count on topics written in transactions: each commit leaves a control
-    record that takes an offset but is never delivered, so a fully caught-up group still
-    shows a lag of about one per partition. This reads (read_committed) from the committed
-    offsets to the end and counts what is really there, up to ``limit``.
-    """
+    topic: str
+    partition: int
+    committed: int
+    end: int
+    unread: int
+
+    @property
+    def caught_up(self) -> bool:
+        return self.unread == 0
+
+
+def partition_lags(settings: Settings, service: str, limit: int = 1000) -> list[PartitionLag]:
+    """Per input partition of ``service``'s group: committed vs end, and unread data messages
+    (read with read_committed from the committed offset to the end, up to ``limit`` each)."""
     from confluent_kafka import Consumer
 
     from plantstream.kafka import consumer_config
@@ -103,31 +114,45 @@ def unread_messages(settings: Settings, service: str, limit: int = 1000) -> int:
     gid = settings.topic_prefix + group
     ends = end_offsets(settings, [s.physical(settings) for s in specs])
     parts = [TopicPartition(t, p) for (t, p) in ends]
-    committed = {}
+    committed: dict[tuple[str, int], int] = {}
     try:
         fut = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(gid, parts)])[gid]
         committed = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in fut.result().topic_partitions}
     except KafkaException:
         pass
+    unread = {k: 0 for k in ends}
     behind = [TopicPartition(t, p, committed.get((t, p), 0)) for (t, p), end in ends.items()
               if end > committed.get((t, p), 0)]
-    if not behind:
-        return 0
-    probe = Consumer(consumer_config(settings, "plantstream-lag-probe", **{"enable.partition.eof": True}))
-    try:
-        probe.assign(behind)
-        waiting = {(tp.topic, tp.partition) for tp in behind}
-        count = 0
-        while waiting and count < limit:
-            msgs = probe.consume(500, 2.0)
-            if not msgs:
-                break
-            for m in msgs:
-                err = m.error()
-                if err is None:
-                    count += 1
-                elif err.code() == err._PARTITION_EOF:
-                    waiting.discard((m.topic(), m.partition()))
-        return count
-    finally:
-        probe.close()
+    if behind:
+        probe = Consumer(consumer_config(settings, "plantstream-lag-probe", **{"enable.partition.eof": True}))
+        try:
+            probe.assign(behind)
+            waiting = {(tp.topic, tp.partition) for tp in behind}
+            while waiting:
+                msgs = probe.consume(500, 2.0)
+                if not msgs:
+                    break
+                for m in msgs:
+                    key = (m.topic(), m.partition())
+                    err = m.error()
+                    if err is None:
+                        unread[key] += 1
+                        if unread[key] >= limit:
+                            waiting.discard(key)
+                    elif err.code() == err._PARTITION_EOF:
+                        waiting.discard(key)
+        finally:
+            probe.close()
+    return [PartitionLag(t, p, committed.get((t, p), 0), end, unread[(t, p)])
+            for (t, p), end in sorted(ends.items())]
+
+
+def unread_messages(settings: Settings, service: str, limit: int = 1000) -> int:
+    """Data messages the service's group has not committed yet, counted by reading them.
+
+    Offsets alone over-count on topics written in transactions: each commit leaves a control
+    record that takes an offset but is never delivered, so a fully caught-up group still
+    shows a lag of about one per partition. This counts what is really there (up to ``limit``
+    per partition): see :func:`partition_lags`.
+    """
+    return sum(p.unread for p in partition_lags(settings, service, limit))

@@ -97,7 +97,7 @@ def test_tiny_pipeline_run_writes_every_figure(broker, tmp_path: Path) -> None:
     [step] = saved["steps"]
     assert step["target_readings_per_s"] == 1500
     assert 1300 < step["achieved_readings_per_s"] < 1700
-    assert set(step["lag"]) == {"ingest", "validation", "anomaly", "maintenance", "archival"}
+    assert set(step["lag"]) == {"ingest", "validation", "anomaly", "maintenance", "archival", "notifier"}
     assert all(f["input_msgs_per_s"] > 0 for f in step["lag"].values())
     assert step["sustained"] is True or step["reason"]
     for figure in ("to_clickhouse", "to_valid_visible", "to_valid_message_ts"):
