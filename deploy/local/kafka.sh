@@ -64,6 +64,7 @@ usage: kafka.sh install                 fetch broker jars from Maven Central (ca
        kafka.sh topics ARGS...          org.apache.kafka.tools.TopicCommand ARGS
        kafka.sh perf-producer ARGS...   org.apache.kafka.tools.ProducerPerformance ARGS
        kafka.sh perf-consumer ARGS...   org.apache.kafka.tools.ConsumerPerformance ARGS
+       kafka.sh groups ARGS...          org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ARGS
        kafka.sh run-class CLASS ARGS... any main class from the broker jars
 env:   PLANTSTREAM_KAFKA_PORT=$PORT PLANTSTREAM_KAFKA_CONTROLLER_PORT=$CONTROLLER_PORT
        PLANTSTREAM_KAFKA_HOME=$KAFKA_HOME_DIR
@@ -510,6 +511,7 @@ main() {
     topics) run_tool org.apache.kafka.tools.TopicCommand "$@" ;;
     perf-producer) run_tool org.apache.kafka.tools.ProducerPerformance "$@" ;;
     perf-consumer) run_tool org.apache.kafka.tools.ConsumerPerformance "$@" ;;
+    groups) run_tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand "$@" ;;
     run-class)
       (($#)) || die "run-class needs a main class name"
       run_tool "$@" ;;

@@ -4,7 +4,7 @@ and needs nothing from the services."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
@@ -156,3 +156,42 @@ def unread_messages(settings: Settings, service: str, limit: int = 1000) -> int:
     per partition): see :func:`partition_lags`.
     """
     return sum(p.unread for p in partition_lags(settings, service, limit))
+
+
+@dataclass(frozen=True)
+class ToolRow:
+    """One line of Kafka's own ``kafka-consumer-groups --describe`` (ConsumerGroupCommand)."""
+
+    group: str
+    topic: str
+    partition: int
+    committed: int | None  # None: the group has committed nothing there ("-")
+    end: int
+
+    @property
+    def at_end(self) -> bool:
+        return self.committed == self.end
+
+
+def parse_group_describe(text: str) -> list[ToolRow]:
+    """The partition rows of ConsumerGroupCommand's ``--describe`` output (headers, blank and
+    notice lines skipped)."""
+    rows = []
+    for line in text.splitlines():
+        cols = line.split()
+        if len(cols) < 6 or cols[0] == "GROUP" or not cols[2].isdigit():
+            continue
+        committed = None if cols[3] == "-" else int(cols[3])
+        rows.append(ToolRow(cols[0], cols[1], int(cols[2]), committed, int(cols[4])))
+    return rows
+
+
+def describe_groups_with_kafka_tool(run_tool: Callable[[list[str]], str], bootstrap: str,
+                                    groups: Iterable[str]) -> list[ToolRow]:
+    """Committed offset vs log end per partition, as Kafka's ConsumerGroupCommand (from the
+    broker's own jars, ``kafka.sh groups``) reports them: an independent check of what the
+    services committed. ``run_tool(args)`` runs ``kafka.sh groups ARGS`` and returns stdout."""
+    args = ["--bootstrap-server", bootstrap, "--describe"]
+    for g in groups:
+        args += ["--group", g]
+    return parse_group_describe(run_tool(args))

@@ -34,6 +34,8 @@ from plantstream.txnguard import ProducerWedged, send_offsets, transactional_pro
 
 log = logging.getLogger(__name__)
 
+CATCH_UP_S = 1.0  # when idle, how often to commit positions that moved past markers only
+
 Step = Callable[[list[Message]], list[Output]]
 
 
@@ -156,7 +158,7 @@ def run_processor(
         on_revoke=lambda _c, parts: _on_revoke(processor, parts),
         on_lost=lambda _c, parts: _on_revoke(processor, parts),
     )
-    last_input = last_tick = time.monotonic()
+    last_input = last_tick = last_catch_up = time.monotonic()
     lag = ConsumerLagMeter(metrics)
     try:
         while not stop.stopping:
@@ -171,6 +173,9 @@ def run_processor(
                     producer = _run_step(producer, consumer, processor, settings, [],
                                          lambda _msgs: processor.tick(time.time_ns() // 1000), metrics)
             if not msgs:
+                if now - last_catch_up >= CATCH_UP_S:
+                    last_catch_up = now
+                    producer = _commit_markers(producer, consumer, processor, settings)
                 if idle_exit_after is not None and now - last_input > idle_exit_after:
                     break
                 continue
@@ -196,6 +201,37 @@ def _gather(consumer: Consumer, batch_size: int, max_wait: float, poll_timeout: 
     return msgs
 
 
+def commit_positions(consumer: Consumer, msgs: Sequence[Message]) -> list[TopicPartition]:
+    """The offsets to commit after ``msgs``: one past the last message of each partition, or
+    the consumer's position when it is further. librdkafka moves the position past the
+    transaction markers that follow a message, so a caught-up group's committed offset is
+    the log end (not one short of it per upstream transaction)."""
+    offsets = next_offsets(msgs)
+    try:
+        positions = consumer.position([TopicPartition(tp.topic, tp.partition) for tp in offsets])
+    except KafkaException:
+        return offsets
+    for tp, pos in zip(offsets, positions, strict=True):
+        if pos.error is None and pos.offset > tp.offset:
+            tp.offset = pos.offset
+    return offsets
+
+
+def _commit_markers(producer: Producer, consumer: Consumer, processor: Processor,
+                    settings: Settings) -> Producer:
+    """When idle: commit positions that moved past transaction markers only (no data), so
+    the group's committed offsets reach the log end."""
+    ahead = [TopicPartition(t, p, o) for (t, p), o in _markers_passed(consumer).items()]
+    if not ahead:
+        return producer
+    try:
+        _commit_transaction(producer, consumer, processor, [], [], ahead)
+    except ProducerWedged as exc:
+        log.error("transactional producer wedged; replacing it", extra={"error": str(exc)})
+        return transactional_producer(settings, processor.name)
+    return producer
+
+
 def _run_step(producer: Producer, consumer: Consumer, processor: Processor, settings: Settings,
               msgs: list[Message], step: Step, metrics: ServiceMetrics) -> Producer:
     """One transaction: the step's outputs, the stores' changes and ``msgs``' offsets."""
@@ -206,7 +242,7 @@ def _run_step(producer: Producer, consumer: Consumer, processor: Processor, sett
     if not msgs and not outputs:
         return producer
     try:
-        _commit_transaction(producer, consumer, processor, msgs, outputs)
+        _commit_transaction(producer, consumer, processor, msgs, outputs, commit_positions(consumer, msgs))
     except ProducerWedged as exc:
         log.error("transactional producer wedged; replacing it", extra={"error": str(exc)})
         _aborted(processor)
@@ -235,7 +271,13 @@ def _commit_transaction(
     processor: Processor,
     msgs: list[Message],
     outputs: list[Output],
+    offsets: list[TopicPartition],
 ) -> None:
+    """Outputs + offsets in one transaction. librdkafka's rules: a retriable error of
+    ``commit_transaction`` is retried as a commit (the transaction may already be committing);
+    an error that requires an abort aborts, and the whole batch is produced again in a new
+    transaction; a fatal error ends the process. After five failed transactions the batch is
+    rolled back and consumed again."""
     for attempt in range(1, 6):
         try:
             producer.begin_transaction()
@@ -247,9 +289,9 @@ def _commit_transaction(
                         break
                     except BufferError:
                         producer.poll(0.05)
-            if msgs:
-                send_offsets(producer, next_offsets(msgs), consumer.consumer_group_metadata(), 10)
-            producer.commit_transaction(60)
+            if offsets:
+                send_offsets(producer, offsets, consumer.consumer_group_metadata(), 10)
+            _commit_retrying(producer)
             _committed(processor)
             return
         except KafkaException as exc:
@@ -265,6 +307,34 @@ def _commit_transaction(
             time.sleep(min(0.2 * 2**attempt, 5))
     _aborted(processor)
     _rewind(consumer, msgs)
+
+
+def _markers_passed(consumer: Consumer) -> dict[tuple[str, int], int]:
+    """Positions that moved past transaction markers only, beyond the committed offsets."""
+    try:
+        owned = consumer.assignment()
+        if not owned:
+            return {}
+        positions = consumer.position(owned)
+        committed = consumer.committed(owned, timeout=5)
+    except KafkaException:
+        return {}
+    return {(pos.topic, pos.partition): pos.offset for pos, done in zip(positions, committed, strict=True)
+            if pos.error is None and pos.offset >= 0 and pos.offset > max(done.offset, 0)}
+
+
+def _commit_retrying(producer: Producer, tries: int = 5) -> None:
+    for n in range(1, tries + 1):
+        try:
+            producer.commit_transaction(60)
+            return
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not err.retriable() or err.txn_requires_abort() or n == tries:
+                raise
+            log.warning("transaction commit failed, retrying the commit",
+                        extra={"attempt": n, "error": err.str()})
+            time.sleep(min(0.2 * 2**n, 5))
 
 
 def _on_assign(processor: Processor, parts: list[TopicPartition]) -> None:
@@ -325,7 +395,8 @@ def run_sink(
         started = time.perf_counter()
         started_ns = time.time_ns()
         sink.write(pending)
-        uncommitted.update({(tp.topic, tp.partition): tp.offset for tp in next_offsets(pending)})
+        done = commit_positions(consumer, pending)
+        uncommitted.update({(tp.topic, tp.partition): tp.offset for tp in done})
         commit()
         metrics.batch(len(pending), [], time.perf_counter() - started)
         trace_written(f"{sink.name}.write", pending, started_ns)
@@ -363,9 +434,11 @@ def run_sink(
                 last_input = now
             if pending and (len(pending) >= batch_size or now - first_at >= max_wait):
                 flush()
-            elif uncommitted and not pending and now - last_commit_try >= 2.0:
+            elif not pending and now - last_commit_try >= 2.0:
                 last_commit_try = now
-                commit()
+                uncommitted.update(_markers_passed(consumer))
+                if uncommitted:
+                    commit()
             elif not msgs and idle_exit_after is not None and now - last_input > idle_exit_after:
                 break
         if pending:
