@@ -5,6 +5,13 @@ as its output, pinned to the partition number of the input they belong to. When 
 is assigned (start-up, restart, rebalance), the state of exactly that partition is rebuilt by
 reading the changelog partition with ``read_committed`` up to its end: the state then matches
 what Kafka committed, whatever happened to the previous owner.
+
+"Its end" is the log end when the read starts, not the first end-of-partition event: a
+``read_committed`` reader stops at the last stable offset, which stays behind an open
+transaction of a killed copy (until the broker aborts it, ``transaction.timeout.ms``) while
+later transactions of the new owner may already be committed after it. Stopping there would
+rebuild a state older than the committed input offsets, so the read waits until its position
+passes the log end it saw at the start.
 """
 
 from __future__ import annotations
@@ -34,8 +41,9 @@ def read_changelog(settings: Settings, topic: str, partitions: list[int], *, sin
             parts = consumer.offsets_for_times(
                 [TopicPartition(topic, p, since_ms) for p in partitions], timeout=30)
         pending = set()
+        ends = _log_ends(settings, topic, [tp.partition for tp in parts])
         for tp in parts:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=30)
+            low, high = ends[tp.partition]
             if tp.offset < 0 and since_ms is not None:  # no record at or after since_ms
                 continue
             if high > max(low, tp.offset if tp.offset >= 0 else low):
@@ -54,6 +62,26 @@ def read_changelog(settings: Settings, topic: str, partitions: list[int], *, sin
                 if err is None:
                     yield msg
                 elif err.code() == KafkaError._PARTITION_EOF:
-                    pending.discard(msg.partition())
+                    if _position(consumer, topic, msg.partition()) >= ends[msg.partition()][1]:
+                        pending.discard(msg.partition())
+                    # else: at the last stable offset, behind an open transaction: wait for it
+            for p in [p for p in pending if _position(consumer, topic, p) >= ends[p][1]]:
+                pending.discard(p)  # moved past markers or an aborted transaction to the end
     finally:
         consumer.close()
+
+
+def _log_ends(settings: Settings, topic: str, partitions: list[int]) -> dict[int, tuple[int, int]]:
+    """(low, high) watermarks of the log itself (read_uncommitted: the high watermark, not the
+    last stable offset)."""
+    probe = Consumer(consumer_config(settings, f"changelog-ends-{uuid.uuid4().hex}",
+                                     **{"isolation.level": "read_uncommitted"}))
+    try:
+        return {p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in partitions}
+    finally:
+        probe.close()
+
+
+def _position(consumer: Consumer, topic: str, partition: int) -> int:
+    [tp] = consumer.position([TopicPartition(topic, partition)])
+    return tp.offset

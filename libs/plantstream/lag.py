@@ -170,7 +170,7 @@ class ToolRow:
 
     @property
     def at_end(self) -> bool:
-        return self.committed == self.end
+        return self.committed == self.end or (self.committed is None and self.end == 0)
 
 
 def parse_group_describe(text: str) -> list[ToolRow]:

@@ -330,3 +330,75 @@ def assert_conserved(out: Outcome, plan: Plan) -> None:
         f"{len(doubled)} readings are in ClickHouse more than once, e.g. {list(doubled.items())[:5]}"
     got = {reason: out.reasons[reason] for reason in plan.bad}
     assert got == plan.bad, f"dead letters by reason: {out.reasons}"
+
+
+# -- the stronger checks of the crash tests ----------------------------------------------------
+
+def rollup_shortfall(settings: Settings) -> dict[str, int]:
+    """Readings the 1-minute and 1-hour rollups count minus the raw rows (0: neither a block
+    lost nor one inserted twice)."""
+    raw = int(query(settings, "SELECT count() AS n FROM readings")[0]["n"])
+    out = {}
+    for table in ("readings_1m", "readings_1h"):
+        out[table] = int(query(settings, f"SELECT sum(readings) AS n FROM {table}")[0]["n"] or 0) - raw
+    return out
+
+
+def notification_duplicates(settings: Settings) -> list[dict[str, Any]]:
+    return query(settings, "SELECT attempt_id, count() AS n FROM notifications GROUP BY attempt_id "
+                           "HAVING n > 1 LIMIT 5")
+
+
+def reference_anomaly_events(settings: Settings, plan: Plan) -> dict[str, list[tuple[str, int]]]:
+    """What a never-killed anomaly service emits for the valid readings ClickHouse holds: the
+    service's own detector (anomaly.config) fed each machine's readings in sample order."""
+    from anomaly.config import detector_factory
+    from anomaly.state import MachineState
+
+    make = detector_factory(settings)
+    out: dict[str, list[tuple[str, int]]] = {}
+    for asset in plan.factory.assets():
+        mid = (asset["tenant"], asset["site"], asset["machine"])
+        sensors = sorted(s["sensor"] for s in asset["sensors"])
+        state = MachineState(mid, make(sensors))
+        state.rows.expected = frozenset(sensors)
+        rows = query(settings, f"SELECT sensor, toUnixTimestamp64Micro(ts) AS ts, value, quality, reading_id "
+                               f"FROM readings WHERE machine = '{mid[2]}'")
+        rows.sort(key=lambda r: (r["ts"], int(r["reading_id"].rpartition(":")[2])))
+        events = state.feed([r["sensor"] for r in rows], [r["ts"] for r in rows], [r["value"] for r in rows],
+                            [r["quality"] for r in rows], int(settings.anomaly_update_seconds * 1e6))
+        out[mid[2]] = sorted((e["event_id"], e["ts"]) for e in events)
+    return out
+
+
+def archived_anomaly_events(settings: Settings) -> dict[str, list[tuple[str, int]]]:
+    out: dict[str, list[tuple[str, int]]] = {}
+    for r in query(settings, "SELECT machine, event_id, toUnixTimestamp64Micro(ts) AS ts FROM anomalies"):
+        out.setdefault(r["machine"], []).append((r["event_id"], r["ts"]))
+    return {m: sorted(v) for m, v in out.items()}
+
+
+# faust's consumer commits after the last record it processed, so it stays one transaction
+# marker short of the log end when maintenance's last transaction ends a partition; its
+# partitions must then hold no unread data (checked by reading them).
+MARKER_SHORT_OK = {"notifier"}
+
+
+def groups_not_at_log_end(settings: Settings, run_tool: Any) -> list[Any]:
+    """Partitions where a service group's committed offset differs from the log end, as Kafka's
+    own ConsumerGroupCommand reports them (``run_tool(args)`` runs ``kafka.sh groups``)."""
+    from plantstream.lag import SERVICE_INPUTS, describe_groups_with_kafka_tool, partition_lags
+
+    groups = [settings.topic_prefix + group for s, (group, _) in SERVICE_INPUTS.items() if s in SERVICES]
+    rows = describe_groups_with_kafka_tool(run_tool, settings.kafka_bootstrap, groups)
+    topics = {spec.physical(settings) for s, (_, specs) in SERVICE_INPUTS.items() if s in SERVICES
+              for spec in specs}
+    seen = {(r.group, r.topic) for r in rows}
+    assert {t for _, t in seen} >= {GATEWAY_READINGS.physical(settings)}, rows  # the tool saw the groups
+    off = [r for r in rows if r.topic in topics and not r.at_end]
+    for service in MARKER_SHORT_OK:
+        group = settings.topic_prefix + SERVICE_INPUTS[service][0]
+        unread = {(p.topic, p.partition): p.unread for p in partition_lags(settings, service)}
+        off = [r for r in off if not (r.group == group and r.committed == r.end - 1
+                                      and unread.get((r.topic, r.partition)) == 0)]
+    return off
