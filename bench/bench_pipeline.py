@@ -42,7 +42,8 @@ from pipeline_stack import Stack, ValidWatcher
 
 from plantstream.db.query import open_target
 from plantstream.gateway.simulator import DEFAULT_SITE, DEFAULT_TENANT
-from plantstream.localbroker import LocalBroker
+from plantstream.lag import off_log_end
+from plantstream.localbroker import LocalBroker, LocalBrokerError
 from plantstream.settings import Settings
 from plantstream.supervisor import SERVICES
 
@@ -153,6 +154,7 @@ def pipeline(args: argparse.Namespace, broker: LocalBroker, home: Path,
             if not step["sustained"]:
                 break
         drained = drain(stack, deadline, args.drain_seconds)
+        at_end = log_end_check(stack, broker, args.services)
         since = min((s[1] for ss in sent for s in ss), default=0)
         arrived = archived_arrivals(stack.settings, sampled, since) if "archival" in args.services else {}
     finally:
@@ -162,7 +164,24 @@ def pipeline(args: argparse.Namespace, broker: LocalBroker, home: Path,
         step["latency_ms"] = {"to_clickhouse": latency_figures(samples, arrived),
                               "to_valid_visible": latency_figures(samples, watcher.visible),
                               "to_valid_message_ts": latency_figures(samples, watcher.message_ts)}
-    return summarize(args, kafka, warm, steps, drained)
+    return summarize(args, kafka, warm, steps, drained) | {"groups_at_log_end": at_end}
+
+
+def log_end_check(stack: Stack, broker: LocalBroker, services: list[str]) -> dict[str, Any]:
+    """After the drain: every service group's committed offset against the log end on every
+    input partition, as Kafka's own ConsumerGroupCommand reports it (the check that found the
+    two-engine version's stalled partition)."""
+    try:
+        off = off_log_end(stack.settings, services, lambda a: broker.tool("groups", a, 120))
+    except (LocalBrokerError, RuntimeError) as exc:
+        print(f"group offsets: not checked ({exc})", flush=True)
+        return {"checked": False, "error": str(exc)}
+    behind = {s: [f"{r.topic}[{r.partition}] {r.committed}/{r.end}" for r in rows] for s, rows in off.items()}
+    ok = not any(behind.values())
+    print("group offsets after the drain (Kafka ConsumerGroupCommand): "
+          + ("every group at the log end on every partition" if ok else f"NOT at the log end: {behind}"),
+          flush=True)
+    return {"checked": True, "all_at_end": ok, "behind": {s: b for s, b in behind.items() if b}}
 
 
 def summarize(args: argparse.Namespace, kafka: dict | None, warm: dict, steps: list[dict],

@@ -54,6 +54,7 @@ PLAN: tuple[Bench, ...] = (
         ("to readings.valid p99 ms @moderate", "pipeline:latency_at_moderate_ms.to_valid_visible.p99"),
         ("ratio to Kafka producer", "pipeline:ratio.to_kafka_producer"),
         ("ratio to Kafka consumer", "pipeline:ratio.to_kafka_consumer"),
+        ("every group at the log end after", "pipeline:groups_at_log_end.all_at_end"),
         ("Kafka producer readings/s", "kafka:producer.readings_per_s"),
         ("Kafka producer latency p99 ms", "kafka:producer.latency_p99_ms"),
         ("Kafka consumer readings/s", "kafka:consumer.readings_per_s"),

@@ -195,3 +195,34 @@ def describe_groups_with_kafka_tool(run_tool: Callable[[list[str]], str], bootst
     for g in groups:
         args += ["--group", g]
     return parse_group_describe(run_tool(args))
+
+
+# faust's consumer commits after the last record it processed, so the notifier's group stays
+# one transaction marker short of the log end where maintenance's last transaction ends a
+# partition; such a partition must still hold no unread data.
+MARKER_SHORT_OK = frozenset({"notifier"})
+
+
+def off_log_end(settings: Settings, services: Iterable[str], run_tool: Callable[[list[str]], str],
+                marker_short_ok: frozenset[str] = MARKER_SHORT_OK) -> dict[str, list[ToolRow]]:
+    """Per service: the input partitions where its group's committed offset is not the log end
+    according to Kafka's ConsumerGroupCommand (empty lists: every partition at the end).
+    Raises if the tool did not report a group at all."""
+    wanted = {s: SERVICE_INPUTS[s] for s in services if s in SERVICE_INPUTS}
+    groups = {settings.topic_prefix + group: s for s, (group, _) in wanted.items()}
+    rows = describe_groups_with_kafka_tool(run_tool, settings.kafka_bootstrap, groups)
+    missing = set(groups) - {r.group for r in rows}
+    if missing:
+        raise RuntimeError(f"ConsumerGroupCommand reported nothing for {sorted(missing)}")
+    out: dict[str, list[ToolRow]] = {s: [] for s in wanted}
+    for r in rows:
+        service = groups[r.group]
+        inputs = {spec.physical(settings) for spec in wanted[service][1]}
+        if r.topic in inputs and not r.at_end:
+            out[service].append(r)
+    for service in marker_short_ok & set(out):
+        if out[service]:
+            unread = {(p.topic, p.partition): p.unread for p in partition_lags(settings, service)}
+            out[service] = [r for r in out[service] if not (
+                r.committed == r.end - 1 and unread.get((r.topic, r.partition)) == 0)]
+    return out

@@ -378,27 +378,10 @@ def archived_anomaly_events(settings: Settings) -> dict[str, list[tuple[str, int
     return {m: sorted(v) for m, v in out.items()}
 
 
-# faust's consumer commits after the last record it processed, so it stays one transaction
-# marker short of the log end when maintenance's last transaction ends a partition; its
-# partitions must then hold no unread data (checked by reading them).
-MARKER_SHORT_OK = {"notifier"}
+def groups_not_at_log_end(settings: Settings, run_tool: Any) -> dict[str, list[Any]]:
+    """Services whose group's committed offset differs from the log end on some input
+    partition, as Kafka's own ConsumerGroupCommand reports it (``run_tool(args)`` runs
+    ``kafka.sh groups``); see :func:`plantstream.lag.off_log_end`."""
+    from plantstream.lag import off_log_end
 
-
-def groups_not_at_log_end(settings: Settings, run_tool: Any) -> list[Any]:
-    """Partitions where a service group's committed offset differs from the log end, as Kafka's
-    own ConsumerGroupCommand reports them (``run_tool(args)`` runs ``kafka.sh groups``)."""
-    from plantstream.lag import SERVICE_INPUTS, describe_groups_with_kafka_tool, partition_lags
-
-    groups = [settings.topic_prefix + group for s, (group, _) in SERVICE_INPUTS.items() if s in SERVICES]
-    rows = describe_groups_with_kafka_tool(run_tool, settings.kafka_bootstrap, groups)
-    topics = {spec.physical(settings) for s, (_, specs) in SERVICE_INPUTS.items() if s in SERVICES
-              for spec in specs}
-    seen = {(r.group, r.topic) for r in rows}
-    assert {t for _, t in seen} >= {GATEWAY_READINGS.physical(settings)}, rows  # the tool saw the groups
-    off = [r for r in rows if r.topic in topics and not r.at_end]
-    for service in MARKER_SHORT_OK:
-        group = settings.topic_prefix + SERVICE_INPUTS[service][0]
-        unread = {(p.topic, p.partition): p.unread for p in partition_lags(settings, service)}
-        off = [r for r in off if not (r.group == group and r.committed == r.end - 1
-                                      and unread.get((r.topic, r.partition)) == 0)]
-    return off
+    return {s: rows for s, rows in off_log_end(settings, SERVICES, run_tool).items() if rows}

@@ -27,3 +27,18 @@ def test_lag_counts_uncommitted_messages_of_the_service_group(settings: Settings
     consumer.close()
     ingest = {g.service: g for g in group_lags(settings)}["ingest"]
     assert ingest.lag == 10
+
+
+def test_consumer_group_command_output_is_parsed() -> None:
+    from plantstream.lag import parse_group_describe
+
+    header = "GROUP  TOPIC  PARTITION  CURRENT-OFFSET  LOG-END-OFFSET  LAG  CONSUMER-ID  HOST  CLIENT-ID"
+    text = "\n".join([
+        "Consumer group 'p.anomaly' has no active members.", "", header,
+        "p.anomaly   p.readings.valid  0  1319  1319  0    -  -  -",
+        "p.anomaly   p.readings.valid  1  761   1319  558  -  -  -",
+        "p.notifier  p.alerts          2  -     0     -    -  -  -"])
+    rows = parse_group_describe(text)
+    assert [(r.group, r.partition, r.committed, r.end, r.at_end) for r in rows] == [
+        ("p.anomaly", 0, 1319, 1319, True), ("p.anomaly", 1, 761, 1319, False),
+        ("p.notifier", 2, None, 0, True)]
