@@ -11,8 +11,9 @@ from archival.sink import ArchivalSink
 from plantstream.db import apply_retention, connect, embedded_path, migrate
 from plantstream.logs import setup_logging
 from plantstream.metrics import ServiceMetrics, serve
-from plantstream.runner import StopFlag, run_sink
+from plantstream.runner import StopFlag
 from plantstream.settings import Settings
+from plantstream.sinkloop import run_sink
 from plantstream.telemetry import setup_tracing
 
 

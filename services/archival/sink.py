@@ -28,8 +28,8 @@ from archival.tables import ROUTES, Columns, Route, Source, Unarchivable, append
 from plantstream.avro import AvroCodec
 from plantstream.errors import DecodeError, PlantstreamError
 from plantstream.metrics import ServiceMetrics
-from plantstream.runner import Sink
 from plantstream.settings import Settings
+from plantstream.sinkloop import Sink
 
 log = logging.getLogger(__name__)
 

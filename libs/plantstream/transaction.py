@@ -1,0 +1,144 @@
+"""One Kafka transaction of the processor loop: outputs and input offsets, by librdkafka's rules.
+
+- A retriable error of ``commit_transaction`` is retried as a commit (the transaction may
+  already be committing); an error that requires an abort aborts, and the outputs are
+  produced again in a new transaction; a fatal error ends the process (a restart fences it).
+- Outputs the broker or client refuses for what they are (too large, invalid) are reported
+  as :attr:`Outcome.REFUSED` at once: retrying cannot help, so the loop dead-letters the input
+  that produced them instead of rewinding to it forever (which stalled the partition).
+- Transient failures (broker away) are retried a few times, then reported as
+  :attr:`Outcome.FAILED`: the loop rolls back and consumes the batch again later.
+
+Offsets committed are the consumer's positions (:func:`commit_positions`): past the
+transaction markers that follow the last message, so a caught-up group sits at the log end.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Sequence
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from plantstream.kafka import Output, next_offsets
+from plantstream.txnguard import send_offsets
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 5
+# Errors about the records themselves: the same records fail the same way every time.
+REFUSED_CODES = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE,
+                           KafkaError.INVALID_RECORD, KafkaError.INVALID_MSG_SIZE, KafkaError.INVALID_MSG})
+
+
+class Outcome(enum.Enum):
+    COMMITTED = "committed"
+    REFUSED = "refused"  # the outputs themselves were refused: dead-letter the input
+    FAILED = "failed"    # transient: roll back, consume again
+
+
+class TransactionResult:
+    def __init__(self, outcome: Outcome, error: str = "") -> None:
+        self.outcome, self.error = outcome, error
+
+
+def commit_positions(consumer: Consumer, msgs: Sequence[Message]) -> list[TopicPartition]:
+    """The offsets to commit after ``msgs``: one past the last message of each partition, or
+    the consumer's position when it is further. librdkafka moves the position past the
+    transaction markers that follow a message, so a caught-up group's committed offset is
+    the log end (not one short of it per upstream transaction)."""
+    offsets = next_offsets(msgs)
+    try:
+        positions = consumer.position([TopicPartition(tp.topic, tp.partition) for tp in offsets])
+    except KafkaException:
+        return offsets
+    for tp, pos in zip(offsets, positions, strict=True):
+        if pos.error is None and pos.offset > tp.offset:
+            tp.offset = pos.offset
+    return offsets
+
+
+def markers_passed(consumer: Consumer) -> dict[tuple[str, int], int]:
+    """Positions that moved past transaction markers only, beyond the committed offsets."""
+    try:
+        owned = consumer.assignment()
+        if not owned:
+            return {}
+        positions = consumer.position(owned)
+        committed = consumer.committed(owned, timeout=5)
+    except KafkaException:
+        return {}
+    return {(pos.topic, pos.partition): pos.offset for pos, done in zip(positions, committed, strict=True)
+            if pos.error is None and pos.offset >= 0 and pos.offset > max(done.offset, 0)}
+
+
+def run_transaction(producer: Producer, consumer: Consumer, outputs: list[Output],
+                    offsets: list[TopicPartition]) -> TransactionResult:
+    """Produce ``outputs`` and commit ``offsets`` in one transaction (see the module doc).
+    Raises KafkaException on a fatal error and ``ProducerWedged`` when librdkafka hangs."""
+    error = ""
+    refused: list[KafkaError] = []
+
+    def delivered(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None and err.code() in REFUSED_CODES:
+            refused.append(err)
+
+    for attempt in range(1, ATTEMPTS + 1):
+        refused.clear()
+        try:
+            producer.begin_transaction()
+            for out in outputs:
+                _produce(producer, out, delivered)
+            if offsets:
+                send_offsets(producer, offsets, consumer.consumer_group_metadata(), 10)
+            _commit_retrying(producer)
+            return TransactionResult(Outcome.COMMITTED)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.fatal():
+                raise
+            producer.poll(0)  # deliver pending reports: a refused record shows here
+            error = err.str()
+            _abort(producer)
+            if refused or err.code() in REFUSED_CODES:
+                why = refused[0].str() if refused else error
+                log.error("outputs refused by Kafka", extra={"error": why, "records": len(outputs)})
+                return TransactionResult(Outcome.REFUSED, why)
+            log.warning("transaction failed, retrying", extra={"attempt": attempt, "error": error})
+            time.sleep(min(0.2 * 2**attempt, 5))
+    return TransactionResult(Outcome.FAILED, error)
+
+
+def _produce(producer: Producer, out: Output, delivered: object) -> None:
+    while True:
+        try:
+            producer.produce(out.topic, out.value, out.key, headers=out.headers,
+                             partition=-1 if out.partition is None else out.partition,
+                             on_delivery=delivered)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def _commit_retrying(producer: Producer, tries: int = 5) -> None:
+    for n in range(1, tries + 1):
+        try:
+            producer.commit_transaction(60)
+            return
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not err.retriable() or err.txn_requires_abort() or n == tries:
+                raise
+            log.warning("transaction commit failed, retrying the commit",
+                        extra={"attempt": n, "error": err.str()})
+            time.sleep(min(0.2 * 2**n, 5))
+
+
+def _abort(producer: Producer) -> None:
+    try:
+        producer.abort_transaction(30)
+    except KafkaException as exc:
+        if exc.args[0].fatal():
+            raise
