@@ -48,6 +48,12 @@ class Verdict:
     changed: bool  # last_ts was updated
 
 
+# A reading stamped ahead of ingest time (within the future tolerance) is accepted, but the
+# sensor's order clock moves at most this far past ingest time: one reading 299 s in the
+# future would otherwise make every real reading of the next five minutes "out of order".
+CLOCK_SLACK_US = 5_000_000
+
+
 def check_batch(view: ReadingBatchView, table: SensorTable, last_ts: dict[bytes, int],
                 future_us: int, stale_us: int) -> Verdict:
     """Judge every reading of ``view``; ``last_ts`` (sensor -> last accepted ts) is updated in place."""
@@ -77,12 +83,13 @@ def check_batch(view: ReadingBatchView, table: SensorTable, last_ts: dict[bytes,
     sensors = view.sensors
     tsl = ts.tolist()
     changed = False
+    clock_limit = int(it) + CLOCK_SLACK_US
     for i in candidates:
         s = sensors[i]
         t = tsl[i]
         last = last_ts.get(s)
         if last is None or t > last:
-            last_ts[s] = t
+            last_ts[s] = min(t, clock_limit)  # a future outlier cannot block the real readings
             keep.append(i)
             changed = True
         else:

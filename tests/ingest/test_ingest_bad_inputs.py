@@ -59,6 +59,11 @@ def test_bad_inputs_become_dead_letters_with_their_reason(small_settings: Settin
     cases: list[tuple[str, Output, set[tuple[str, int]]]] = [
         ("malformed json", _raw(s, b'{"batch_id": "x", "readings": [', CONTENT_TYPE_JSON),
          {("malformed_json", -1)}),
+        ("deeply nested json", _raw(s, b'{"readings": ' + b"[" * 200_000, CONTENT_TYPE_JSON),
+         {("malformed_json", -1)}),  # once a RecursionError that crash-looped ingest
+        ("lone surrogate", _raw(s, b'{"batch_id": "\\ud800", "tenant": "acme", "site": "plant1", '
+                                   b'"machine": "press-01", "gateway": "gw", "sent_at": 1, "readings": []}',
+                                CONTENT_TYPE_JSON), {("malformed_json", -1)}),
         ("truncated avro", _raw(s, good_avro[:-7], CONTENT_TYPE_AVRO), {("malformed_avro", -1)}),
         ("unknown schema", _raw(s, MAGIC + struct.pack("<Q", 0xDEADBEEF) + good_avro[10:], CONTENT_TYPE_AVRO),
          {("unknown_schema", -1)}),
@@ -97,7 +102,7 @@ def test_bad_inputs_become_dead_letters_with_their_reason(small_settings: Settin
     registry = AssetRegistry(assets())
     ingest = run_ingest(s, registry)
     validation = run_validation(s, registry)
-    out = collect(s, expect_readings=3 + 51 + 1 + 3 + 1 + 2 + 1 + 1 + 1 + 3 + 1 + 2 + 1 + 1, timeout=30)
+    out = collect(s, expect_readings=2 + 3 + 51 + 1 + 3 + 1 + 2 + 1 + 1 + 1 + 3 + 1 + 2 + 1 + 1, timeout=30)
     assert not out.unaccounted()
     offsets = sorted(out.sent)  # one partition: every message has the same key
     assert len({p for p, _ in offsets}) == 1 and len(offsets) == len(cases)
@@ -116,7 +121,8 @@ def test_bad_inputs_become_dead_letters_with_their_reason(small_settings: Settin
     truncated = next(d for d in out.dead if d["reason"] == "malformed_avro")
     assert truncated["original"] == good_avro[:-7] and truncated["content_type"] == CONTENT_TYPE_AVRO
     assert truncated["stage"] == "ingest" and truncated["machine"] == "unknown"
-    assert truncated["id"] == f"{GATEWAY_READINGS.physical(s)}:{offsets[1][0]}:{offsets[1][1]}:-1"
+    at = offsets[[c[0] for c in cases].index("truncated avro")]
+    assert truncated["id"] == f"{GATEWAY_READINGS.physical(s)}:{at[0]}:{at[1]}:-1"
     nan = [d for d in out.dead if d["reason"] == "non_finite"]
     assert {d["sensor"] for d in nan} == {"vibration", "pressure"}
     assert all(d["stage"] == "validation" for d in nan)

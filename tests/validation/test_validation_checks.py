@@ -58,3 +58,13 @@ def test_order_state_carries_over_between_batches() -> None:
 def test_rejected_readings_do_not_move_the_clock() -> None:
     keep, rejected, last = _judge([("temp", NOW - 1 * S, 999.0, 192), ("temp", NOW - 3 * S, 1.0, 192)])
     assert keep == [1] and rejected == {0: "out_of_range"} and last == {b"temp": NOW - 3 * S}
+
+
+def test_a_future_reading_does_not_poison_the_order_clock() -> None:
+    keep, rejected, last = _judge([("temp", NOW + 299 * S, 20.0, 192)])  # within tolerance: kept
+    assert keep == [0] and rejected == {}
+    assert last[b"temp"] == NOW + 5 * S  # the clock moved only a few seconds past ingest time
+    keep, rejected, _ = _judge([("temp", NOW + 6 * S, 21.0, 192), ("temp", NOW + 7 * S, 22.0, 192)], last)
+    assert keep == [0, 1] and rejected == {}  # the real readings after it are not out of order
+    keep, rejected, _ = _judge([("temp", NOW + 2 * S, 21.0, 192)], last)
+    assert keep == [] and rejected == {0: "out_of_order"}  # order is still enforced near now

@@ -158,6 +158,14 @@ def parse_json_batch(data: bytes, limits: GatewayLimits = DEFAULT_LIMITS) -> dic
         doc = json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
         raise DecodeError("malformed_json", f"not valid UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise DecodeError("malformed_json", "JSON nested too deeply (a gateway batch is an object "
+                                            "with an array of flat readings)") from None
+    try:  # "\ud800" escapes decode to lone surrogates, which no Avro record can carry
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DecodeError("malformed_json", f"string with a lone surrogate escape: {exc.reason} "
+                                            f"at position {exc.start}") from None
     if type(doc) is not dict:
         raise _wrong("batch", "a JSON object", doc)
     batch: dict[str, Any] = {}
