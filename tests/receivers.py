@@ -5,10 +5,13 @@ tests keep their own copy in maintenance_support.py until its notify agent is go
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -91,3 +94,33 @@ def wait_for(check: Any, timeout: float, what: str, alive: Any = None) -> Any:
             return result
         time.sleep(0.3)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class Service:
+    """``python -m <module>`` (maintenance by default) with the given environment; logs go to
+    a file."""
+
+    def __init__(self, env: dict[str, str], log: Path, module: str = "maintenance") -> None:
+        self.env, self.log, self.module = env, log, module
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Service:
+        self.proc = subprocess.Popen([sys.executable, "-m", self.module], env=self.env,
+                                     stdout=subprocess.DEVNULL, stderr=self.log.open("ab"))
+        return self
+
+    def assert_running(self) -> None:
+        assert self.proc is not None and self.proc.poll() is None, \
+            f"{self.module} service exited ({self.proc and self.proc.returncode}):\n{self.tail()}"
+
+    def tail(self, n: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.terminate()
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)

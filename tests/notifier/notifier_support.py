@@ -4,11 +4,11 @@ subprocess for the integration tests."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from receivers import Service
 
 from notifier.schedule import decide, due_groups
 from notifier.tracking import Tracked, mark_sent, on_revision
@@ -59,24 +59,6 @@ class Clock:
         return out
 
 
-class Notifier:
+def start_notifier(env: dict[str, str], log: Path) -> Service:
     """``python -m notifier`` with the given environment; logs go to a file."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self.proc = subprocess.Popen([sys.executable, "-m", "notifier"], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=log.open("ab"))
-
-    def assert_running(self) -> None:
-        assert self.proc.poll() is None, f"notifier exited ({self.proc.returncode}):\n{self.tail()}"
-
-    def tail(self, n: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-
-    def stop(self) -> int:
-        self.proc.terminate()
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
+    return Service(env, log, "notifier").start()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from notifier_support import Notifier, revision
+from notifier_support import revision, start_notifier
 from receivers import MailSink, WebhookReceiver, start_smtp, wait_for
 from tx_input import produce_transactions
 
@@ -83,7 +83,7 @@ def test_notifies_escalates_and_reminds_until_acknowledged(
     aid = "demo/plant-1/press-07/limit/temp#1"
     produce_revision(settings, demo_alert(1), "raised")
     produce_revision(settings, demo_alert(2, occurrences=5), None)  # a plain update: no notification
-    service = Notifier(env, tmp_path / "notifier.log")
+    service = start_notifier(env, tmp_path / "notifier.log")
     try:
         raised = wait_for(lambda: next((h for h in hooks.received if h.json["reason"] == "raised"), None), 60,
                           "the raised webhook", alive=service.assert_running)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from notifier_support import Notifier, revision
+from notifier_support import revision, start_notifier
 from tx_input import produce_transactions, wait_committed_past
 
 from plantstream.avro import AvroCodec
@@ -45,7 +45,7 @@ def test_transactional_alerts_are_committed_promptly_and_aborted_records_are_ski
                  produce_transactions(settings, [garbage], 1)):
         last |= {p: max(off, last.get(p, -1)) for p, off in part.items()}
 
-    service = Notifier(service_env, tmp_path / "notifier.log")  # no routes: follows, sends nothing
+    service = start_notifier(service_env, tmp_path / "notifier.log")  # no routes: follows, sends nothing
     try:
         wait_committed_past(settings, "notifier", topic, last, DRAIN_BOUND_S, service.assert_running)
     finally:
