@@ -38,6 +38,7 @@ Use :class:`App` instead of ``faust.App``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import aiokafka
@@ -151,3 +152,38 @@ class App(faust.App):
 
     def _new_transport(self) -> GapAwareTransport:
         return GapAwareTransport(self.conf.broker_consumer, self)
+
+
+TRAILING_MARKER_CHECK_S = 5.0
+CountData = Callable[[str, int, int, int], int]  # (topic, partition, start, end) -> data messages
+
+
+def commit_past_trailing_markers(app: faust.App, topic: str, count_data: CountData,
+                                 every: float = TRAILING_MARKER_CHECK_S) -> None:
+    """Register a timer that moves the group's committed offset past the transaction markers
+    that end a partition of ``topic``.
+
+    faust commits one past the last record it processed; when the upstream transaction's
+    commit marker is the last entry of the partition, no later record carries the commit past
+    it, so the group sits one offset short of the log end for good (Kafka's own
+    ConsumerGroupCommand shows a lag of 1). When nothing is acknowledged but uncommitted and
+    ``count_data`` (a read_committed probe) finds no data between the committed offset and
+    the high watermark, the high watermark is committed: nothing unprocessed is skipped."""
+
+    @app.timer(every, name=f"{app.conf.id}.trailing_markers")
+    async def trailing_markers() -> None:
+        consumer = app.consumer
+        if app.in_recovery or app.rebalancing or not isinstance(consumer, GapAwareConsumer):
+            return
+        for tp in list(consumer.assignment()):
+            if tp.topic != topic or consumer._acked.get(tp) or consumer._next_offset.get(tp) is None:
+                continue
+            committed = consumer._committed_offset.get(tp)
+            high = consumer.highwater(tp)
+            if committed is None or high is None or high <= committed:
+                continue
+            if await asyncio.to_thread(count_data, tp.topic, tp.partition, committed, high):
+                continue
+            if await consumer._commit({tp: high}):
+                consumer._committed_offset[tp] = high
+                consumer._next_offset[tp] = max(consumer._next_offset.get(tp) or 0, high)

@@ -4,6 +4,7 @@ and needs nothing from the services."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -197,32 +198,53 @@ def describe_groups_with_kafka_tool(run_tool: Callable[[list[str]], str], bootst
     return parse_group_describe(run_tool(args))
 
 
-# faust's consumer commits after the last record it processed, so the notifier's group stays
-# one transaction marker short of the log end where maintenance's last transaction ends a
-# partition; such a partition must still hold no unread data.
-MARKER_SHORT_OK = frozenset({"notifier"})
-
-
 def off_log_end(settings: Settings, services: Iterable[str], run_tool: Callable[[list[str]], str],
-                marker_short_ok: frozenset[str] = MARKER_SHORT_OK) -> dict[str, list[ToolRow]]:
+                wait_s: float = 20.0) -> dict[str, list[ToolRow]]:
     """Per service: the input partitions where its group's committed offset is not the log end
-    according to Kafka's ConsumerGroupCommand (empty lists: every partition at the end).
+    according to Kafka's ConsumerGroupCommand (empty lists: every partition at the end),
+    asking again for up to ``wait_s`` (the notifier commits trailing markers on a timer).
     Raises if the tool did not report a group at all."""
     wanted = {s: SERVICE_INPUTS[s] for s in services if s in SERVICE_INPUTS}
     groups = {settings.topic_prefix + group: s for s, (group, _) in wanted.items()}
-    rows = describe_groups_with_kafka_tool(run_tool, settings.kafka_bootstrap, groups)
-    missing = set(groups) - {r.group for r in rows}
-    if missing:
-        raise RuntimeError(f"ConsumerGroupCommand reported nothing for {sorted(missing)}")
-    out: dict[str, list[ToolRow]] = {s: [] for s in wanted}
-    for r in rows:
-        service = groups[r.group]
-        inputs = {spec.physical(settings) for spec in wanted[service][1]}
-        if r.topic in inputs and not r.at_end:
-            out[service].append(r)
-    for service in marker_short_ok & set(out):
-        if out[service]:
-            unread = {(p.topic, p.partition): p.unread for p in partition_lags(settings, service)}
-            out[service] = [r for r in out[service] if not (
-                r.committed == r.end - 1 and unread.get((r.topic, r.partition)) == 0)]
-    return out
+    deadline = time.monotonic() + wait_s
+    while True:
+        rows = describe_groups_with_kafka_tool(run_tool, settings.kafka_bootstrap, groups)
+        missing = set(groups) - {r.group for r in rows}
+        if missing:
+            raise RuntimeError(f"ConsumerGroupCommand reported nothing for {sorted(missing)}")
+        out: dict[str, list[ToolRow]] = {s: [] for s in wanted}
+        for r in rows:
+            service = groups[r.group]
+            if r.topic in {spec.physical(settings) for spec in wanted[service][1]} and not r.at_end:
+                out[service].append(r)
+        if not any(out.values()) or time.monotonic() > deadline:
+            return out
+        time.sleep(2.0)
+
+
+def data_messages_between(settings: Settings, topic: str, partition: int, start: int, end: int,
+                          timeout: float = 10.0) -> int:
+    """Data messages a read_committed reader finds in ``[start, end)`` of one partition (0:
+    only transaction markers or aborted records are there). Unknown (the read did not reach
+    ``end`` in time) counts as 1."""
+    from confluent_kafka import Consumer
+
+    from plantstream.kafka import consumer_config
+
+    probe = Consumer(consumer_config(settings, "plantstream-marker-probe", **{"enable.partition.eof": True}))
+    try:
+        probe.assign([TopicPartition(topic, partition, start)])
+        deadline = time.monotonic() + timeout
+        count = 0
+        while time.monotonic() < deadline:
+            for m in probe.consume(100, 0.5):
+                if m.error() is None and m.offset() < end:
+                    count += 1
+            if count:
+                return count
+            [pos] = probe.position([TopicPartition(topic, partition)])
+            if pos.offset >= end:
+                return 0
+        return 1
+    finally:
+        probe.close()

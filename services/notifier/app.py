@@ -42,6 +42,7 @@ from plantstream.avro import AvroCodec
 from plantstream.deadletter import DeadLetters, Source
 from plantstream.errors import DecodeError
 from plantstream.kafka import faust_group_options
+from plantstream.lag import data_messages_between
 from plantstream.metrics import ServiceMetrics
 from plantstream.notify import Notifier, NotifyConfig
 from plantstream.settings import Settings
@@ -99,6 +100,8 @@ def build_app(settings: Settings, rt: Runtime) -> faust.App:
     )
     source_topic = ALERTS.physical(settings)
     alerts = app.topic(source_topic, **RAW)
+    faustkafka.commit_past_trailing_markers(  # so the group reaches the log end (see there)
+        app, source_topic, lambda t, p, start, end: data_messages_between(settings, t, p, start, end))
     notifications = app.topic(NOTIFICATIONS.physical(settings), **RAW)
     rejected = app.topic(READINGS_REJECTED.physical(settings), **RAW)
     changelog = app.topic(NOTIFIER_OPEN_ALERTS.physical(settings), partitions=settings.partitions,

@@ -11,6 +11,7 @@ record is not dead-lettered, the committed one is).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from notifier_support import revision, start_notifier
@@ -18,6 +19,7 @@ from tx_input import produce_transactions, wait_committed_past
 
 from plantstream.avro import AvroCodec
 from plantstream.kafka import Output
+from plantstream.lag import partition_lags
 from plantstream.settings import Settings
 from plantstream.topics import ALERTS, READINGS_REJECTED, machine_key
 
@@ -48,6 +50,12 @@ def test_transactional_alerts_are_committed_promptly_and_aborted_records_are_ski
     service = start_notifier(service_env, tmp_path / "notifier.log")  # no routes: follows, sends nothing
     try:
         wait_committed_past(settings, "notifier", topic, last, DRAIN_BOUND_S, service.assert_running)
+        # every partition ends with a commit marker: the group must still reach the log end
+        deadline = time.monotonic() + 30
+        while (behind := [p for p in partition_lags(settings, "notifier") if p.committed != p.end]):
+            service.assert_running()
+            assert time.monotonic() < deadline, f"notifier group short of the log end: {behind}"
+            time.sleep(1)
     finally:
         assert service.stop() == 0, service.tail()
 
