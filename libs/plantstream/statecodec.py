@@ -1,7 +1,7 @@
 """A safe, versioned encoding of service state objects (detectors, rule windows, alert books).
 
-Why not pickle: state is read back from Kafka changelog topics, and ``pickle.loads`` on bytes
-from the network runs whatever they say (invariant 6). This codec writes a JSON tree of plain
+Why not pickle: state is read back from Kafka changelog topics, and unpickling bytes from the
+network runs whatever they say (invariant 6). This codec writes a JSON tree of plain
 values and rebuilds objects only of classes named in an explicit allowlist, by creating the
 instance without calling ``__init__`` and setting its attributes: nothing in the bytes can
 name a function to call, a module to import or a class outside the list.
