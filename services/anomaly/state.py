@@ -11,7 +11,7 @@ starts a fresh model rather than loading a foreign one.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,5 +97,3 @@ def restore(
         return None
     return state
 
-
-DetectorFactory = Callable[[list[str] | None], MachineDetector]

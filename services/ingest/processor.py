@@ -25,7 +25,7 @@ from plantstream.telemetry import (
     message_span,
     set_attributes,
 )
-from plantstream.topics import GATEWAY_READINGS, READINGS_NORMALIZED
+from plantstream.topics import READINGS_NORMALIZED
 
 
 class IngestProcessor(Processor):
@@ -35,7 +35,6 @@ class IngestProcessor(Processor):
                  metrics: ServiceMetrics | None = None) -> None:
         self.metrics = metrics or ServiceMetrics(self.name)
         self.tracer = tracer
-        self.input_topic = GATEWAY_READINGS.physical(settings)
         self.seen = SeenBatches(settings)
         self.stores = (self.seen.store,)
         self.normalizer = Normalizer(registry, self.seen, DeadLetters(settings, "ingest", self.metrics),
