@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from ingest.processor import IngestProcessor
-from plantstream.entry import run_registry_processor
+from plantstream.entry import ProcessorService
 from plantstream.topics import GATEWAY_READINGS
 
-
-def main() -> None:
-    run_registry_processor("ingest", GATEWAY_READINGS, IngestProcessor)
+SERVICE = ProcessorService("ingest", [GATEWAY_READINGS], IngestProcessor)
+main = SERVICE.main

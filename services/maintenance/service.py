@@ -11,7 +11,7 @@ from maintenance.machine import RuleSet
 from maintenance.processor import SOURCES, MaintenanceProcessor
 from maintenance.rules import ClockSkew, LimitRule, NoData, PersistentAnomaly, StuckSensor, TrendToLimit
 from plantstream.assets import AssetRegistry
-from plantstream.entry import run_registry_processor
+from plantstream.entry import ProcessorService
 from plantstream.metrics import ServiceMetrics
 from plantstream.settings import Settings
 
@@ -37,6 +37,5 @@ def make_processor(settings: Settings, registry: AssetRegistry, tracer: Tracer,
                                 policy=policy_from(settings))
 
 
-def main() -> None:
-    wait = Settings.from_env().batch_wait_seconds
-    run_registry_processor("maintenance", SOURCES, make_processor, batch_size=2000, max_wait=wait)
+SERVICE = ProcessorService("maintenance", SOURCES, make_processor, batch_size=2000, batched=True)
+main = SERVICE.main

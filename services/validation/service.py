@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from plantstream.entry import run_registry_processor
+from plantstream.entry import ProcessorService
 from plantstream.topics import READINGS_NORMALIZED
 from validation.processor import ValidationProcessor
 
-
-def main() -> None:
-    run_registry_processor("validation", READINGS_NORMALIZED, ValidationProcessor)
+SERVICE = ProcessorService("validation", [READINGS_NORMALIZED], ValidationProcessor)
+main = SERVICE.main

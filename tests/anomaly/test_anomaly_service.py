@@ -1,6 +1,7 @@
-"""The anomaly service as a process (``python -m anomaly``) against the real broker.
+"""The shipped anomaly service (``anomaly.service.SERVICE``, what ``python -m anomaly`` runs)
+in the test process against the real broker, each run until idle.
 
-Two scenarios (faust start-up is the slow part):
+Two scenarios:
 
 1. Synthetic machines: warm up on healthy data, stop, restart, inject a fault. Asserted: bad
    bytes are dead-lettered with their reason; snapshots reach the changelog; after the
@@ -16,24 +17,19 @@ Two scenarios (faust start-up is the slow part):
 from __future__ import annotations
 
 import math
-import signal
-import subprocess
-import sys
-import time
-import uuid
 from dataclasses import replace
-from pathlib import Path
-
-from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from anomaly.config import detector_factory
+from anomaly.service import SERVICE
 from anomaly.simfeed import reading_batches
 from anomaly.state import MachineState, restore
 from anomaly.synthetic import T0_US, Fault, SyntheticMachine, asset_record, stream
 from plantstream.assets import publish_assets
 from plantstream.avro import AvroCodec
 from plantstream.gateway.simulator import Factory
-from plantstream.kafka import Output, consumer_config
+from plantstream.kafka import Output
+from plantstream.lag import partition_lags
+from plantstream.runner import StopFlag
 from plantstream.settings import Settings
 from plantstream.topics import ANOMALIES, ANOMALY_MODELS, READINGS_REJECTED, READINGS_VALID
 
@@ -42,8 +38,7 @@ from kafka_io import produce_all, read_topic
 SENSORS = [f"s{i}" for i in range(8)]
 WARMUP, FAULT_AT, PHASE1, TOTAL = 200, 600, 400, 900
 MAX_DELAY_SAMPLES = 40  # measured: 10-15 samples (1 s each) for this fault size
-ENV = {"PLANTSTREAM_ANOMALY_WARMUP": str(WARMUP), "PLANTSTREAM_ANOMALY_SNAPSHOT_ROWS": "100",
-       "PLANTSTREAM_ANOMALY_UPDATE_SECONDS": "30", "PLANTSTREAM_ANOMALY_LEARN": "normal"}
+SETTINGS = {"anomaly_warmup": WARMUP, "anomaly_update_seconds": 30.0, "anomaly_learn": "normal"}
 codec = AvroCodec()
 
 
@@ -58,44 +53,14 @@ def outputs(settings: Settings, ms: list[SyntheticMachine], start: int, n: int) 
     return [Output(topic, k, codec.encode("reading_batch", r)) for k, r in stream(ms, n, start=start)]
 
 
-def wait_consumed(settings: Settings, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
-    """Until the service's consumer group has committed every offset of readings.valid."""
-    topic = READINGS_VALID.physical(settings)
-    c = Consumer(consumer_config(settings, f"probe-{uuid.uuid4().hex}"))
-    check = Consumer(consumer_config(settings, "anomaly"))  # group id = prefix + "anomaly"
-    try:
-        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
-        ends = [c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, f"service exited early:\n{log.read_text()[-3000:]}"
-            try:
-                done = [max(tp.offset, 0) for tp in check.committed(tps, timeout=10)]
-            except KafkaException:  # coordinator still loading on a fresh broker: ask again
-                done = [0] * len(tps)
-            if all(d >= e for d, e in zip(done, ends, strict=True)):
-                return
-            time.sleep(0.5)
-        raise AssertionError(f"service did not consume everything in {timeout}s:\n{log.read_text()[-3000:]}")
-    finally:
-        c.close()
-        check.close()
-
-
-def start(env: dict[str, str], log: Path, extra: dict[str, str] | None = None) -> subprocess.Popen:
-    overrides = ENV if extra is None else extra
-    return subprocess.Popen([sys.executable, "-m", "anomaly"], env={**env, **overrides},
-                            stdout=log.open("a"), stderr=subprocess.STDOUT)
-
-
-def stop(proc: subprocess.Popen, log: Path) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        rc = proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise AssertionError(f"service ignored SIGTERM:\n{log.read_text()[-3000:]}") from None
-    assert rc == 0, log.read_text()[-3000:]
+def run_service(settings: Settings, **tuning: object) -> None:
+    """The shipped anomaly service (anomaly.service.SERVICE) with ``tuning`` (settings fields)
+    in this process until it has been idle for 3 s; then its group must sit at the log end of
+    every input partition."""
+    tuned = replace(settings, **tuning)
+    SERVICE.run(tuned, stop=StopFlag(), idle_exit_after=3)
+    behind = [p for p in partition_lags(tuned, "anomaly") if p.committed != p.end]
+    assert not behind, behind
 
 
 def reference_events(settings: Settings, ms: list[SyntheticMachine]) -> dict[str, list[dict]]:
@@ -113,19 +78,13 @@ def reference_events(settings: Settings, ms: list[SyntheticMachine]) -> dict[str
     return out
 
 
-def test_fault_detected_and_state_survives_restart(settings: Settings, service_env: dict[str, str],
-                                                   tmp_path: Path) -> None:
+def test_fault_detected_and_state_survives_restart(settings: Settings) -> None:
     ms = machines()
     publish_assets(settings, [asset_record(m) for m in ms])
-    log = tmp_path / "anomaly.log"
     garbage = Output(READINGS_VALID.physical(settings), b"acme/plant1/m9", b"not avro at all")
     produce_all(settings, [*outputs(settings, ms, 0, PHASE1), garbage])
 
-    proc = start(service_env, log)
-    try:
-        wait_consumed(settings, proc, log)
-    finally:
-        stop(proc, log)
+    run_service(settings, **SETTINGS)
     snaps = {m.key(): m.value() for m in read_topic(settings, ANOMALY_MODELS.physical(settings), idle=2)}
     assert set(snaps) == {m.key for m in ms}
     for key, value in snaps.items():
@@ -153,11 +112,7 @@ def test_fault_detected_and_state_survives_restart(settings: Settings, service_e
         assert math.isclose(a.score, b.score, rel_tol=1e-9, abs_tol=1e-12)
 
     produce_all(settings, outputs(settings, ms, PHASE1, TOTAL - PHASE1))
-    proc = start(service_env, log)
-    try:
-        wait_consumed(settings, proc, log)
-    finally:
-        stop(proc, log)
+    run_service(settings, **SETTINGS)
     got = [codec.decode(m.value(), "anomaly_event")
            for m in read_topic(settings, ANOMALIES.physical(settings), idle=2)]
     expected = reference_events(settings, ms)
@@ -218,19 +173,13 @@ def sim_offline_events(settings: Settings) -> dict[str, list[dict]]:
     return out
 
 
-def test_simulator_fault_detected_healthy_machines_quiet(settings: Settings, service_env: dict[str, str],
-                                                         tmp_path: Path) -> None:
+def test_simulator_fault_detected_healthy_machines_quiet(settings: Settings) -> None:
     factory = sim_factory()
     publish_assets(settings, factory.assets())
     topic = READINGS_VALID.physical(settings)
     produce_all(settings, [Output(topic, k, codec.encode("reading_batch", rec))
                            for k, rec in reading_batches(factory, until=SIM_HORIZON)])
-    log = tmp_path / "anomaly.log"
-    proc = start(service_env, log, {"PLANTSTREAM_ANOMALY_UPDATE_SECONDS": str(SIM_UPDATE_S)})
-    try:
-        wait_consumed(settings, proc, log)
-    finally:
-        stop(proc, log)
+    run_service(settings, anomaly_update_seconds=float(SIM_UPDATE_S))
     got = [codec.decode(m.value(), "anomaly_event")
            for m in read_topic(settings, ANOMALIES.physical(settings), idle=2)]
     by_machine: dict[str, list[dict]] = {}
