@@ -8,22 +8,29 @@ UV_VERSION := 0.13.9
 KAFKA := deploy/local/kafka.sh
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help install kafka-install lock up down status test test-unit lint bench demo logs clean
+.PHONY: help install kafka-install chromium-install lock up down status test test-unit lint bench demo logs clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.stamp: requirements.lock pyproject.toml
+# A new services/<name>/ package needs the editable install redone, so its folder counts too.
+$(VENV)/.stamp: requirements.lock pyproject.toml $(wildcard services/*/__init__.py)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	@$(VENV)/bin/uv pip sync -q --python $(PY) requirements.lock
 	@$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
 	@touch $@
 
-install: $(VENV)/.stamp kafka-install ## install Python deps from the lock and the Kafka broker jars
+install: $(VENV)/.stamp kafka-install chromium-install ## install Python deps from the lock, the Kafka broker jars and Chromium (board tests)
 
 kafka-install:
 	@$(KAFKA) install
+
+# Debian's chromium drives the board's browser test (Playwright's own download is unreachable here).
+chromium-install:
+	@test -x /usr/bin/chromium || { export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; }; }
 
 lock: ## re-resolve requirements.lock from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11 --generate-hashes -q

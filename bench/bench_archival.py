@@ -34,7 +34,8 @@ from archival.sink import insert_block, plan_runs, resume_positions  # noqa: E40
 from archival.tables import ARROW_SCHEMAS, ROUTES, Source  # noqa: E402
 from plantstream.avro import AvroCodec  # noqa: E402
 from plantstream.db import connect, migrate, reports  # noqa: E402
-from plantstream.db.query import ClientTarget  # noqa: E402
+from plantstream.db.query import SessionTarget  # noqa: E402
+from plantstream.db.readonly import AnalystSession, Scope  # noqa: E402
 
 NOW_US = time.time_ns() // 1000
 TENANTS, MACHINES, SENSORS = 3, 200, 10
@@ -390,7 +391,7 @@ def main() -> None:
             flush=True,
         )
 
-        target = ClientTarget(client, "bench")
+        target = SessionTarget(AnalystSession(client, Scope()), "bench")  # locks client: readonly = 1
         day_ago = reports.parse_time(time.strftime("%Y-%m-%dT%H:%M", time.gmtime(NOW_US / 1e6 - 86_400)))
         now = reports.parse_time(time.strftime("%Y-%m-%dT%H:%M", time.gmtime(NOW_US / 1e6 + 60)))
         canned = {

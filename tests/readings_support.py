@@ -70,14 +70,14 @@ def gateway_output(settings: Settings, batch: dict[str, Any], fmt: str = "avro")
 def run_ingest(settings: Settings, registry: AssetRegistry, idle: float = 4.0) -> IngestProcessor:
     proc = IngestProcessor(settings, registry, trace.get_tracer("test"))
     run_processor(proc, settings, [GATEWAY_READINGS.physical(settings)], "ingest", stop=StopFlag(),
-                  metrics=proc.metrics, idle_exit_after=idle)
+                  metrics=proc.metrics, idle_exit_after=idle, until_read_to_end=True)
     return proc
 
 
 def run_validation(settings: Settings, registry: AssetRegistry, idle: float = 4.0) -> ValidationProcessor:
     proc = ValidationProcessor(settings, registry, trace.get_tracer("test"))
     run_processor(proc, settings, [READINGS_NORMALIZED.physical(settings)], "validation", stop=StopFlag(),
-                  metrics=proc.metrics, idle_exit_after=idle)
+                  metrics=proc.metrics, idle_exit_after=idle, until_read_to_end=True)
     return proc
 
 

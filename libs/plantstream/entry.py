@@ -42,8 +42,10 @@ class ProcessorService:
     batched: bool = False
 
     def run(self, settings: Settings, *, stop: StopFlag, tracer: Tracer | None = None,
-            metrics: ServiceMetrics | None = None, idle_exit_after: float | None = None) -> None:
-        """Follow the asset registry and run the processor until ``stop`` (or idle)."""
+            metrics: ServiceMetrics | None = None, idle_exit_after: float | None = None,
+            until_read_to_end: bool = False) -> None:
+        """Follow the asset registry and run the processor until ``stop`` (or idle, or read to
+        the end: see :func:`~plantstream.runner.run_processor`)."""
         metrics = metrics or ServiceMetrics(self.name)
         follower = AssetFollower(settings).start()
         try:
@@ -51,7 +53,8 @@ class ProcessorService:
             run_processor(processor, settings, [spec.physical(settings) for spec in self.sources], self.name,
                           batch_size=self.batch_size,
                           max_wait=settings.batch_wait_seconds if self.batched else 0.0,
-                          stop=stop, metrics=metrics, idle_exit_after=idle_exit_after)
+                          stop=stop, metrics=metrics, idle_exit_after=idle_exit_after,
+                          until_read_to_end=until_read_to_end)
         finally:
             follower.stop()
 

@@ -91,14 +91,19 @@ class StopFlag:
         self.stopping = True
 
 
-def check_messages(msgs: list[Message]) -> list[Message]:
+def check_messages(msgs: list[Message], at_end: set[tuple[str, int]] | None = None) -> list[Message]:
+    """The data messages of a poll; fatal consumer errors raise. ``at_end`` (with
+    ``enable.partition.eof``) keeps the partitions last seen at their log end."""
     good = []
     for m in msgs:
         err = m.error()
         if err is None:
             good.append(m)
+            if at_end is not None:
+                at_end.discard((m.topic(), m.partition()))
         elif err.code() == KafkaError._PARTITION_EOF:
-            continue
+            if at_end is not None:
+                at_end.add((m.topic(), m.partition()))
         elif err.fatal():
             raise KafkaException(err)
         else:
@@ -130,18 +135,23 @@ def run_processor(
     stop: StopFlag | None = None,
     metrics: ServiceMetrics | None = None,
     idle_exit_after: float | None = None,
+    until_read_to_end: bool = False,
 ) -> None:
     """Consume ``topics`` in consumer group ``group`` and run ``processor`` exactly once per
     message. A batch is up to ``batch_size`` messages, gathered for up to ``max_wait``
     seconds after its first one (state-heavy processors trade a little latency for fewer,
     larger transactions). ``idle_exit_after`` (seconds without input) is for tests and batch
-    jobs."""
+    jobs; with ``until_read_to_end`` they also leave as soon as every assigned partition is
+    read to its log end and committed there (input that was written before the run)."""
     stop = stop or StopFlag().install()
     metrics = metrics or ServiceMetrics(processor.name)
     # Several input topics share per-partition state (maintenance: readings, anomalies and
     # commands of one machine): the range assignor gives partition p of every topic to the
     # same copy; cooperative-sticky would not.
-    overrides = {"partition.assignment.strategy": "range"} if len(topics) > 1 else {}
+    overrides: dict[str, Any] = {"partition.assignment.strategy": "range"} if len(topics) > 1 else {}
+    at_end: set[tuple[str, int]] | None = None
+    if until_read_to_end:
+        overrides["enable.partition.eof"], at_end = True, set()
     consumer = Consumer(consumer_config(settings, group, **overrides))
     producer = transactional_producer(settings, processor.name)
     assigned_at: list[float] = []  # idle time counts from the first assignment, not the join
@@ -155,7 +165,7 @@ def run_processor(
     lag = ConsumerLagMeter(metrics)
     try:
         while not stop.stopping:
-            msgs = _gather(consumer, batch_size, max_wait, poll_timeout, stop)
+            msgs = _gather(consumer, batch_size, max_wait, poll_timeout, stop, at_end)
             lag.maybe_update(consumer)
             now = time.monotonic()
             if processor.tick_seconds is not None and now - last_tick >= processor.tick_seconds:
@@ -169,9 +179,12 @@ def run_processor(
                 if now - last_catch_up >= CATCH_UP_S:
                     last_catch_up = now
                     producer = _commit_markers(producer, consumer, processor, settings)
-                if idle_exit_after is not None and assigned_at and \
-                        now - max(last_input, assigned_at[0]) > idle_exit_after:
-                    break
+                if idle_exit_after is not None and assigned_at:
+                    if now - max(last_input, assigned_at[0]) > idle_exit_after:
+                        break
+                    if at_end is not None and read_to_end(consumer, at_end):
+                        producer = _commit_markers(producer, consumer, processor, settings)
+                        break
                 continue
             last_input = now
             producer = _run_step(producer, consumer, processor, settings, msgs, processor.process, metrics)
@@ -181,9 +194,22 @@ def run_processor(
         log.info("stopped", extra={"service": processor.name})
 
 
+def read_to_end(consumer: Consumer, at_end: set[tuple[str, int]]) -> bool:
+    """Whether every assigned partition was read to its log end: its last event an EOF, and
+    its position not moved back below the end since (a rewind after a failed transaction).
+    Local state only: no broker round trip."""
+    owned = consumer.assignment()
+    if not owned or not {(tp.topic, tp.partition) for tp in owned} <= at_end:
+        return False
+    for pos in consumer.position(owned):
+        if pos.offset >= 0 and pos.offset < consumer.get_watermark_offsets(pos, cached=True)[1]:
+            return False
+    return True
+
+
 def _gather(consumer: Consumer, batch_size: int, max_wait: float, poll_timeout: float,
-            stop: StopFlag) -> list[Message]:
-    msgs = check_messages(consumer.consume(batch_size, poll_timeout))
+            stop: StopFlag, at_end: set[tuple[str, int]] | None) -> list[Message]:
+    msgs = check_messages(consumer.consume(batch_size, poll_timeout), at_end)
     if not msgs or max_wait <= 0:
         return msgs
     deadline = time.monotonic() + max_wait
@@ -191,7 +217,7 @@ def _gather(consumer: Consumer, batch_size: int, max_wait: float, poll_timeout: 
         left = deadline - time.monotonic()
         if left <= 0:
             break
-        msgs.extend(check_messages(consumer.consume(batch_size - len(msgs), min(left, poll_timeout))))
+        msgs.extend(check_messages(consumer.consume(batch_size - len(msgs), min(left, poll_timeout)), at_end))
     return msgs
 
 
@@ -268,19 +294,20 @@ def _one_at_a_time(producer: Producer, consumer: Consumer, processor: Processor,
     for i, msg in enumerate(msgs):
         try:
             outputs = processor.process([msg])
-            reason, detail = "", ""
+            reason, detail, error = "", "", None
         except Exception as exc:  # the poison pill: only this message is given up
             log.exception("message dead-lettered: processing failed",
                           extra={"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()})
             _aborted(processor)
-            outputs, reason, detail = [], "processing_error", f"{type(exc).__name__}: {exc}"
+            outputs, reason, detail, error = [], "processing_error", f"{type(exc).__name__}: {exc}", exc
         try:
             result = _transaction(producer, consumer, processor, [msg], outputs) if not reason else None
             if result is not None and result.outcome is Outcome.REFUSED:
                 reason, detail = "output_refused", f"Kafka refused this message's outputs: {result.error}"
             if reason:
                 letter = dead.make(Source.of(msg), reason, f"{processor.name} could not process this "
-                                   f"message ({detail}); fix the cause, then replay the dead letter")
+                                   f"message ({detail}); fix the cause, then replay the dead letter",
+                                   exception=error)
                 result = _transaction(producer, consumer, processor, [msg], [letter])
                 if result.outcome is Outcome.REFUSED:
                     raise PlantstreamError(f"Kafka refused even the dead letter of {msg.topic()}"

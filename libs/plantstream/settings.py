@@ -73,10 +73,17 @@ DOCUMENTED: list[tuple[str, str, str]] = [
     ("PLANTSTREAM_RETENTION_HOURS", "168", "Retention of the pipeline topics in hours."),
     ("PLANTSTREAM_MAX_BATCH_READINGS", "5000", "Most readings accepted in one gateway batch; larger batches are dead-lettered."),
     ("PLANTSTREAM_MAX_MESSAGE_BYTES", "1048576", "Largest gateway message accepted; larger ones are dead-lettered."),
+    ("PLANTSTREAM_DEAD_LETTER_MAX_BYTES", "1000000", "Largest dead-letter Kafka record (key, value, headers); a longer original is cut to fit and flagged `truncated`. Keep it under the `readings.rejected` topic's `max.message.bytes` (broker default 1048588)."),
     ("PLANTSTREAM_CLICKHOUSE_TTL_DAYS", "730", "Retention of archived rows in ClickHouse, in days of sample/event time (applied at start-up by archival)."),
     ("PLANTSTREAM_ARCHIVAL_BATCH", "5000", "Most Kafka messages the archival service writes to ClickHouse in one batch."),
     ("PLANTSTREAM_ARCHIVAL_MAX_WAIT", "1.0", "Seconds the archival service waits to fill a batch before writing what it has."),
     ("PLANTSTREAM_QUERY_PORT", "8124", "Loopback port where the archival service answers read-only SQL in embedded mode (0: any free port)."),
+    ("PLANTSTREAM_BOARD_ADDRESS", "127.0.0.1:8126", "host:port where the maintenance board (`plantstream board`) listens (port 0: any free port)."),
+    ("PLANTSTREAM_BOARD_USERS", "$PLANTSTREAM_HOME/board-users.yaml", "The board's user file: name, tenant and salted scrypt hash per user (`plantstream board add-user`)."),
+    ("PLANTSTREAM_ANALYST_TOKENS_FILE", "(unset)", "YAML file mapping analyst tokens to a tenant (`tokens: {TOKEN: acme, TOKEN2: \"*\"}`); set: every `plantstream sql` query needs a token and sees only its tenant's rows; unset: one-tenant setup, no tokens."),
+    ("PLANTSTREAM_ANALYST_TOKEN", "(unset)", "The analyst's own token for `plantstream sql` / `plantstream report` (one of the tokens file)."),
+    ("PLANTSTREAM_CLICKHOUSE_ANALYST_USER", "(unset)", "Server mode: the read-only ClickHouse user analyst queries run as (profile with readonly = 1); required, the writer's credentials are never used for them."),
+    ("PLANTSTREAM_CLICKHOUSE_ANALYST_PASSWORD", "(empty)", "Password of `PLANTSTREAM_CLICKHOUSE_ANALYST_USER`."),
     ("PLANTSTREAM_DEDUP_WINDOW_S", "600", "Ingest drops a batch id seen again within this many seconds (dead letter duplicate_batch)."),
     ("PLANTSTREAM_FUTURE_TOLERANCE_S", "300", "Validation rejects readings stamped further than this ahead of ingest time (future_timestamp)."),
     ("PLANTSTREAM_STALE_AFTER_S", "604800", "Validation rejects readings older than this at ingest time (stale_timestamp)."),
@@ -114,10 +121,17 @@ class Settings:
     retention_hours: int = 168
     max_batch_readings: int = 5000
     max_message_bytes: int = 1_048_576
+    dead_letter_max_bytes: int = 1_000_000
     clickhouse_ttl_days: int = 730
     archival_batch: int = 5000
     archival_max_wait: float = 1.0
     query_port: int = 8124
+    analyst_tokens_file: str = ""
+    analyst_token: str = ""
+    clickhouse_analyst_user: str = ""
+    clickhouse_analyst_password: str = ""
+    board_address: str = "127.0.0.1:8126"
+    board_users: Path | None = None  # None: $PLANTSTREAM_HOME/board-users.yaml
     dedup_window_s: float = 600.0
     future_tolerance_s: float = 300.0
     stale_after_s: float = 604_800.0
@@ -157,10 +171,17 @@ class Settings:
             retention_hours=_int("PLANTSTREAM_RETENTION_HOURS", 168),
             max_batch_readings=_int("PLANTSTREAM_MAX_BATCH_READINGS", 5000),
             max_message_bytes=_int("PLANTSTREAM_MAX_MESSAGE_BYTES", 1_048_576),
+            dead_letter_max_bytes=_int("PLANTSTREAM_DEAD_LETTER_MAX_BYTES", 1_000_000),
             clickhouse_ttl_days=_int("PLANTSTREAM_CLICKHOUSE_TTL_DAYS", 730),
             archival_batch=_int("PLANTSTREAM_ARCHIVAL_BATCH", 5000),
             archival_max_wait=_float("PLANTSTREAM_ARCHIVAL_MAX_WAIT", 1.0),
             query_port=_int("PLANTSTREAM_QUERY_PORT", 8124),
+            analyst_tokens_file=_str("PLANTSTREAM_ANALYST_TOKENS_FILE", ""),
+            analyst_token=_str("PLANTSTREAM_ANALYST_TOKEN", ""),
+            clickhouse_analyst_user=_str("PLANTSTREAM_CLICKHOUSE_ANALYST_USER", ""),
+            clickhouse_analyst_password=os.environ.get("PLANTSTREAM_CLICKHOUSE_ANALYST_PASSWORD", ""),
+            board_address=_str("PLANTSTREAM_BOARD_ADDRESS", "127.0.0.1:8126"),
+            board_users=Path(_str("PLANTSTREAM_BOARD_USERS", str(home / "board-users.yaml"))),
             dedup_window_s=_float("PLANTSTREAM_DEDUP_WINDOW_S", 600.0),
             future_tolerance_s=_float("PLANTSTREAM_FUTURE_TOLERANCE_S", 300.0),
             stale_after_s=_float("PLANTSTREAM_STALE_AFTER_S", 604_800.0),

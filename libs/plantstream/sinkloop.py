@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from plantstream.consumerlag import ConsumerLagMeter
 from plantstream.kafka import consumer_config
 from plantstream.metrics import ServiceMetrics
-from plantstream.runner import StopFlag, check_messages
+from plantstream.runner import StopFlag, check_messages, read_to_end
 from plantstream.settings import Settings
 from plantstream.telemetry import trace_written
 from plantstream.transaction import commit_positions, markers_passed
@@ -49,15 +49,19 @@ def run_sink(
     stop: StopFlag | None = None,
     metrics: ServiceMetrics | None = None,
     idle_exit_after: float | None = None,
+    until_read_to_end: bool = False,
 ) -> None:
     """Consume ``topics`` and hand batches to ``sink.write``; commit only after it returns.
 
     A batch is written when it holds ``batch_size`` messages or its oldest message has
     waited ``max_wait`` seconds, whichever comes first (size and time thresholds).
+    ``idle_exit_after`` and ``until_read_to_end``: as for :func:`plantstream.runner.run_processor`.
     """
     stop = stop or StopFlag().install()
     metrics = metrics or ServiceMetrics(sink.name)
-    consumer = Consumer(consumer_config(settings, group))
+    at_end: set[tuple[str, int]] | None = set() if until_read_to_end else None
+    eof = {"enable.partition.eof": True} if until_read_to_end else {}
+    consumer = Consumer(consumer_config(settings, group, **eof))
     pending: list[Message] = []
     first_at = last_input = last_commit_try = time.monotonic()
     assigned_at: list[float] = []  # idle time counts from the first assignment, not the join
@@ -110,7 +114,7 @@ def run_sink(
     lag = ConsumerLagMeter(metrics)
     try:
         while not stop.stopping:
-            msgs = check_messages(consumer.consume(batch_size - len(pending), poll_timeout))
+            msgs = check_messages(consumer.consume(batch_size - len(pending), poll_timeout), at_end)
             lag.maybe_update(consumer)
             now = time.monotonic()
             if msgs:
@@ -125,9 +129,14 @@ def run_sink(
                 uncommitted.update(markers_passed(consumer))
                 if uncommitted:
                     commit()
-            elif not msgs and idle_exit_after is not None and assigned_at and \
-                    now - max(last_input, assigned_at[0]) > idle_exit_after:
-                break
+            elif not msgs and idle_exit_after is not None and assigned_at:
+                if now - max(last_input, assigned_at[0]) > idle_exit_after:
+                    break
+                if at_end is not None and not pending and read_to_end(consumer, at_end):
+                    uncommitted.update(markers_passed(consumer))
+                    if uncommitted:
+                        commit()
+                    break
         if pending:
             flush()
     finally:

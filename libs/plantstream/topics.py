@@ -20,6 +20,9 @@ from plantstream.settings import Settings
 GATEWAY = "gateway"  # machine gateways (producers only)
 PEOPLE = "cli"  # people's commands: the plantstream CLI and the alert board
 OUTSIDE = (GATEWAY, PEOPLE)  # principals that are not services of the platform
+# Services that follow a topic live from its end, by assignment and outside any consumer group
+# (they commit nothing, so they have no lag): the maintenance board's live view of alerts.
+FOLLOWERS = ("board",)
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ READINGS_REJECTED = TopicSpec(
 ANOMALIES = TopicSpec("anomalies", "anomaly_event", "Anomaly events from the detector.",
                       producers=("anomaly",), consumers=("maintenance", "archival"))
 ALERTS = TopicSpec("alerts", "alert_event", "Alert revisions (raise, update, ack, resolve, escalate).",
-                   producers=("maintenance",), consumers=("notifier", "archival"),
+                   producers=("maintenance",), consumers=("notifier", "archival", "board"),
                    keyed_by="tenant/site/machine")
 ALERT_COMMANDS = TopicSpec("alert.commands", "alert_command",
                            "Acknowledge / resolve / silence requests.",
@@ -158,6 +161,8 @@ def produced_by(service: str) -> tuple[TopicSpec, ...]:
 
 def group_inputs(service: str) -> tuple[TopicSpec, ...]:
     """The topics ``service`` reads in its consumer group: its input, whose lag counts."""
+    if service in FOLLOWERS:
+        return ()
     return tuple(spec for spec in consumed_by(service) if spec.read_in_group)
 
 

@@ -1,13 +1,16 @@
 """Read-only SQL over loopback HTTP, served by the archival service in embedded mode.
 
 The embedded engine is single-process, so while archival holds the data directory this is
-how ``plantstream sql`` and ``plantstream report`` reach it. Queries use their own engine
-handle whose session is ``readonly = 2`` (writes and DDL refused by ClickHouse), behind the
-same gate the CLI applies; a random token in ``$PLANTSTREAM_HOME/run`` (mode 0600) keeps
-other local users out. Results go back as an Arrow IPC stream.
+how ``plantstream sql`` and ``plantstream report`` reach it. Queries never touch the writer's
+handle: each scope (every tenant, or one tenant of an analyst token) gets its own engine
+session locked by :class:`~plantstream.db.readonly.AnalystSession` (limits, the tenant's row
+filter, ``readonly = 1``). A random token in ``$PLANTSTREAM_HOME/run`` (mode 0600) keeps other
+local users out; with ``PLANTSTREAM_ANALYST_TOKENS_FILE`` set, the analyst token header picks
+the scope. Results go back as an Arrow IPC stream.
 
     GET  /health  -> {"service": "archival", "clickhouse_url": ...}
-    POST /query   (body: SQL, header X-Plantstream-Token) -> Arrow stream, or 400/403 JSON
+    POST /query   (body: SQL, headers X-Plantstream-Token [, X-Plantstream-Analyst-Token])
+                  -> Arrow stream, or 400/403 JSON {"error", "kind": "refused" | "failed"}
 """
 
 from __future__ import annotations
@@ -18,13 +21,22 @@ import logging
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
-from plantstream.db.query import ARROW_STREAM, TOKEN_HEADER, port_file, token_file
-from plantstream.db.readonly import QueryRefused, check_read_only
+from plantstream.db.query import (
+    ANALYST_TOKEN_HEADER,
+    ARROW_STREAM,
+    TOKEN_HEADER,
+    port_file,
+    scope_for_token,
+    token_file,
+)
+from plantstream.db.readonly import AnalystSession, QueryRefused, Scope
+from plantstream.errors import PlantstreamError
 from plantstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,17 +45,26 @@ MAX_SQL_BYTES = 1 << 20
 
 
 class QueryServer:
-    """Owns the HTTP server thread, the port and token files, and the read-only handle."""
+    """Owns the HTTP server thread, the port and token files, and one locked analyst session
+    per scope (``connect`` opens a fresh engine handle for each)."""
 
-    def __init__(self, client: Client, settings: Settings) -> None:
-        self.client = client
+    def __init__(self, connect: Callable[[], Client], settings: Settings) -> None:
+        self.connect = connect
         self.settings = settings
         self.token = secrets.token_hex(16)
         self.httpd: ThreadingHTTPServer | None = None
         self.port = 0
+        self.sessions: dict[Scope, AnalystSession] = {}
+        self._sessions_lock = threading.Lock()
+
+    def session(self, scope: Scope) -> AnalystSession:
+        with self._sessions_lock:
+            if scope not in self.sessions:
+                self.sessions[scope] = AnalystSession(self.connect(), scope)
+            return self.sessions[scope]
 
     def start(self) -> int:
-        self.client.command("SET readonly = 2")
+        self.session(Scope(None))  # fail at start-up, not at the first query, if locking fails
         handler = type("Handler", (_Handler,), {"server_state": self})
         try:
             self.httpd = ThreadingHTTPServer(("127.0.0.1", self.settings.query_port), handler)
@@ -70,10 +91,13 @@ class QueryServer:
         if self.httpd is not None:
             self.httpd.shutdown()
             self.httpd.server_close()
+        with self._sessions_lock:
+            for session in self.sessions.values():
+                session.close()
+            self.sessions.clear()
 
-    def run(self, sql: str) -> bytes:
-        statement = check_read_only(sql)
-        table = self.client.query_arrow(statement, use_strings=True)
+    def run(self, sql: str, analyst_token: str | None) -> bytes:
+        table = self.session(scope_for_token(self.settings, analyst_token)).arrow(sql)
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
@@ -114,15 +138,22 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_SQL_BYTES:
             self._json(400, {"error": f"SQL longer than {MAX_SQL_BYTES} bytes is refused", "kind": "refused"})
             return
-        sql = self.rfile.read(length).decode("utf-8", "replace")
         try:
-            body = state.run(sql)
+            sql = self.rfile.read(length).decode("utf-8")
+        except UnicodeDecodeError:
+            self._json(400, {"error": "the SQL is not valid UTF-8", "kind": "refused"})
+            return
+        try:
+            body = state.run(sql, self.headers.get(ANALYST_TOKEN_HEADER))
         except QueryRefused as exc:
             self._json(400, {"error": str(exc), "kind": "refused"})
             return
-        except Exception as exc:  # ClickHouse errors: tell the analyst, keep serving
-            text = str(exc).strip().splitlines()
-            self._json(400, {"error": text[0] if text else type(exc).__name__, "kind": "failed"})
+        except PlantstreamError as exc:  # ClickHouse errors: tell the analyst, keep serving
+            self._json(400, {"error": str(exc), "kind": "failed"})
+            return
+        except Exception as exc:  # anything else: say so, keep serving
+            log.exception("query endpoint failed")
+            self._json(500, {"error": f"{type(exc).__name__}: {exc}".splitlines()[0], "kind": "failed"})
             return
         self.send_response(200)
         self.send_header("Content-Type", ARROW_STREAM)

@@ -30,7 +30,7 @@ def main() -> None:
                                         "ttl_days": s.clickhouse_ttl_days})
     server = None
     if embedded_path(s.clickhouse_url) is not None:
-        server = QueryServer(connect(s.clickhouse_url), s)
+        server = QueryServer(lambda: connect(s.clickhouse_url), s)
         server.start()
     metrics = ServiceMetrics("archival")
     sink = ArchivalSink(writer, s, metrics)

@@ -67,7 +67,8 @@ def source_of(m: Message) -> Source:
     for name, value in m.headers() or ():
         if name == "content-type" and value is not None:
             content_type = value.decode("utf-8", "replace")
-    return Source(m.topic(), m.partition(), m.offset(), m.key(), m.value(), content_type)
+    return Source(m.topic(), m.partition(), m.offset(), m.key(), m.value(), content_type,
+                  tuple(m.headers() or ()))
 
 
 def plan_runs(

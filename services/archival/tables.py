@@ -9,6 +9,7 @@ loudly in the tests rather than silently casting.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -43,7 +44,10 @@ ARROW_SCHEMAS: dict[str, pa.Schema] = {
         ("id", STR), ("tenant", STR), ("site", STR), ("machine", STR), ("stage", STR), ("reason", STR),
         ("detail", STR), ("sensor", STR), ("ts", TS), ("value", pa.float64()), ("source_topic", STR),
         ("source_partition", pa.int32()), ("source_offset", pa.int64()), ("original", pa.binary()),
-        ("truncated", pa.bool_()), ("content_type", STR), ("rejected_at", TS), ("kafka_topic", STR), *_KAFKA),
+        ("truncated", pa.bool_()), ("content_type", STR), ("rejected_at", TS), ("kafka_topic", STR), *_KAFKA,
+        ("original_key", pa.binary()), ("original_header_keys", pa.list_(STR)),
+        ("original_header_values", pa.list_(pa.binary())), ("original_length", pa.int64()),
+        ("original_sha256", STR)),
     "anomalies": _schema(
         ("event_id", STR), ("tenant", STR), ("site", STR), ("machine", STR), ("ts", TS),
         ("window_start", TS), ("window_end", TS), ("score", pa.float64()), ("threshold", pa.float64()),
@@ -71,6 +75,7 @@ class Source(NamedTuple):
     key: bytes | None
     value: bytes | None
     content_type: str | None = None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
 
 class Unarchivable(PlantstreamError):
@@ -189,15 +194,23 @@ def append_dead_letter(c: Columns, rec: dict[str, Any], src: Source) -> None:
     if ts is not None and not MIN_TS_US <= ts <= MAX_TS_US:
         row["ts"] = None  # an absurd timestamp is often why it was rejected; detail/original keep it
     row["kafka_topic"] = src.topic
+    headers = rec.get("original_headers") or []  # a v2 record; v1 records read as v2 have []
+    row["original_header_keys"] = [h["key"] for h in headers]
+    row["original_header_values"] = [h["value"] for h in headers]
     append_row(c, row, src)
 
 
 def poison_row(src: Source, reason: str, detail: str, now_us: int) -> dict[str, Any]:
-    """A dead-letter record for a message archival itself cannot store."""
+    """A dead-letter record for a message archival itself cannot store (a ClickHouse row, not
+    a Kafka record, so the 1 MiB cut is only there to keep one row reasonable)."""
     parts = (src.key or b"").decode("utf-8", "replace").split("/")
     tenant, site, machine = parts if len(parts) == 3 else ("unknown", "unknown", "unknown")
     original = src.value or b""
+    headers = src.headers or ()
     return {
+        "original_key": src.key, "original_header_keys": [k for k, _ in headers],
+        "original_header_values": [v for _, v in headers], "original_length": len(original),
+        "original_sha256": hashlib.sha256(original).hexdigest(),
         "id": f"{src.topic}:{src.partition}:{src.offset}", "tenant": tenant, "site": site,
         "machine": machine, "stage": "archival", "reason": reason, "detail": detail, "sensor": None,
         "ts": None, "value": None, "source_topic": src.topic, "source_partition": src.partition,

@@ -55,10 +55,10 @@ def outputs(settings: Settings, ms: list[SyntheticMachine], start: int, n: int) 
 
 def run_service(settings: Settings, **tuning: object) -> None:
     """The shipped anomaly service (anomaly.service.SERVICE) with ``tuning`` (settings fields)
-    in this process until it has been idle for 3 s; then its group must sit at the log end of
+    in this process until it has read its input to the end; then its group must sit at the log end of
     every input partition."""
     tuned = replace(settings, **tuning)
-    SERVICE.run(tuned, stop=StopFlag(), idle_exit_after=3)
+    SERVICE.run(tuned, stop=StopFlag(), idle_exit_after=10, until_read_to_end=True)
     behind = [p for p in partition_lags(tuned, "anomaly") if p.committed != p.end]
     assert not behind, behind
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 
+from tx_input import committed
+
 from plantstream.avro import AvroCodec
 from plantstream.kafka import Output, describe_topics
 from plantstream.runner import Processor, StopFlag, run_processor
@@ -12,7 +14,7 @@ from plantstream.settings import Settings
 from plantstream.topics import ALERT_COMMANDS, ASSETS, CATALOG, GATEWAY_READINGS, machine_key
 
 from brokers import Broker
-from kafka_io import produce_all, read_topic
+from kafka_io import end_offsets, produce_all, read_topic
 
 
 def batch(machine: str, i: int, n: int = 100) -> dict:
@@ -69,7 +71,11 @@ def test_processor_output_and_offsets_commit_together(settings: Settings) -> Non
     src, dst = GATEWAY_READINGS.physical(settings), ALERT_COMMANDS.physical(settings)
     produce_all(settings, [Output(src, str(i % 7).encode(), str(i).encode()) for i in range(1000)])
     proc = Doubler(dst)
-    run_processor(proc, settings, [src], "doubler", stop=StopFlag(), idle_exit_after=3)
+    # leaves once its input is read to the end and committed (the idle cap is far away)
+    run_processor(proc, settings, [src], "doubler", stop=StopFlag(), idle_exit_after=3600,
+                  until_read_to_end=True)
+    n = settings.partitions
+    assert committed(settings, "doubler", src, n) == end_offsets(settings, src, n)
     out = read_topic(settings, dst, until=lambda ms: len(ms) >= 2000)
     assert sorted(int(m.value()) for m in out) == sorted(list(range(1000)) * 2)
     assert proc.commits >= 1

@@ -117,27 +117,40 @@ def show(alert_id: str) -> None:
                   "actor": r["actor"], "note": r["note"]} for r in revs])
 
 
-def _command(alert_id: str, action: str, actor: str, reason: str | None, until: str | None,
-             wait: float) -> None:
+def command_record(current: dict[str, Any] | None, alert_id: str, action: str, actor: str,
+                   reason: str | None, until_us: int | None, now_us: int) -> dict[str, Any]:
+    """The ``alert_command`` record for ``action`` on ``current`` (the alert's latest revision),
+    after the shared rule table agreed; raises ``InvalidCommand`` with the reason otherwise.
+    The CLI and the board both build commands here."""
     from plantstream.alertstate import check_command
+
+    check_command(current, alert_id, action, until_us, now_us)
+    assert current is not None
+    return {"command_id": str(uuid.uuid4()), "alert_id": alert_id, "tenant": current["tenant"],
+            "site": current["site"], "machine": current["machine"], "action": action, "actor": actor,
+            "reason": reason, "until": until_us, "issued_at": now_us}
+
+
+def send_command(s: Settings, cmd: dict[str, Any]) -> None:
+    """Write one command to ``alert.commands``, keyed by its machine, and wait for the broker."""
     from plantstream.avro import AvroCodec
     from plantstream.kafka import Output, ReliableProducer
     from plantstream.topics import ALERT_COMMANDS, machine_key
 
+    key = machine_key(cmd["tenant"], cmd["site"], cmd["machine"])
+    producer = ReliableProducer(s)
+    producer.produce(Output(ALERT_COMMANDS.physical(s), key, AvroCodec().encode("alert_command", cmd)))
+    producer.flush()
+
+
+def _command(alert_id: str, action: str, actor: str, reason: str | None, until: str | None,
+             wait: float) -> None:
     s = settings()
     current = latest(s).get(alert_id)
     now = int(time.time() * 1e6)
     until_us = parse_until(until, now) if until else None
-    check_command(current, alert_id, action, until_us, now)  # raises InvalidCommand with the reason
+    send_command(s, command_record(current, alert_id, action, actor, reason, until_us, now))
     assert current is not None
-    cmd = {"command_id": str(uuid.uuid4()), "alert_id": alert_id, "tenant": current["tenant"],
-           "site": current["site"], "machine": current["machine"], "action": action, "actor": actor,
-           "reason": reason, "until": until_us, "issued_at": now}
-    producer = ReliableProducer(s)
-    producer.produce(Output(ALERT_COMMANDS.physical(s), machine_key(current["tenant"], current["site"],
-                                                                    current["machine"]),
-                            AvroCodec().encode("alert_command", cmd)))
-    producer.flush()
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         time.sleep(0.5)

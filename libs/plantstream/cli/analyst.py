@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
 import click
+import pyarrow as pa
 
 from plantstream.cli.common import friendly_errors, print_table, settings
 from plantstream.errors import PlantstreamError
@@ -27,8 +29,90 @@ def _output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="Output format.")(fn)
 
 
+# Bidirectional-text controls reorder what a terminal shows (the "Trojan Source" trick).
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (ESC, CR, NUL, C1, bidi overrides) shown as escapes,
+    so ids a gateway chose cannot drive the analyst's terminal."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch in _NAMED:
+            out.append(_NAMED[ch])
+        elif unicodedata.category(ch) == "Cc" or ch in _BIDI:
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _as_binary(typ: pa.DataType) -> pa.DataType:
+    """``typ`` with every string type replaced by the binary type of the same layout."""
+    if pa.types.is_string(typ):
+        return pa.binary()
+    if pa.types.is_large_string(typ):
+        return pa.large_binary()
+    if pa.types.is_list(typ):
+        return pa.list_(_as_binary(typ.value_type))
+    if pa.types.is_large_list(typ):
+        return pa.large_list(_as_binary(typ.value_type))
+    if pa.types.is_map(typ):
+        return pa.map_(_as_binary(typ.key_type), _as_binary(typ.item_type))
+    if pa.types.is_struct(typ):
+        return pa.struct([f.with_type(_as_binary(f.type)) for f in typ])
+    return typ
+
+
+def _unescaped_bytes(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, list):
+        return [_unescaped_bytes(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_unescaped_bytes(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _unescaped_bytes(v) for k, v in value.items()}
+    return value
+
+
+def text_safe(table: pa.Table, keep_bytes: bool = False) -> pa.Table:
+    """The table with every column that holds invalid UTF-8 in a string (ClickHouse String is
+    bytes: e.g. ``rejected.original``) made safe: as binary when ``keep_bytes`` (Parquet keeps
+    them exactly), else as text with the bad bytes escaped (``\\xff``)."""
+    columns = []
+    for col in table.columns:
+        try:
+            col.validate(full=True)
+            columns.append(col)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        if pa.types.is_dictionary(col.type):
+            col = pa.chunked_array([c.dictionary_decode() for c in col.chunks], type=col.type.value_type)
+        raw = col.cast(_as_binary(col.type))
+        if keep_bytes:
+            columns.append(raw)
+        else:
+            columns.append(pa.array(_unescaped_bytes(raw.to_pylist()), type=col.type))
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, list | dict | tuple):
+        return printable(str(value))
+    return value
+
+
 def write_result(table: Any, fmt: str, output: str | None) -> None:
-    """Print or save a pyarrow Table as a table, CSV, JSON (array of objects) or Parquet."""
+    """Print or save a pyarrow Table as a table, CSV, JSON (array of objects) or Parquet;
+    any bytes come out safely (see :func:`text_safe` and :func:`printable`)."""
+    table = text_safe(table, keep_bytes=fmt == "parquet")
     if fmt == "parquet":
         if not output:
             raise PlantstreamError("--format parquet needs --output FILE.parquet")
@@ -55,7 +139,10 @@ def write_result(table: Any, fmt: str, output: str | None) -> None:
     else:
         if output:
             raise PlantstreamError("--output needs --format csv, json or parquet")
-        print_table(table.to_pylist(), table.column_names)
+        names = [printable(n) for n in table.column_names]
+        columns = [[_cell(v) for v in col.to_pylist()] for col in table.columns]
+        rows = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+        print_table(rows, names)
         click.echo(f"({table.num_rows} rows)", err=True)
     if output:
         click.echo(f"wrote {table.num_rows} rows to {output}", err=True)

@@ -19,7 +19,9 @@ COMMAND_MODULES = [
     "plantstream.cli.gateway",   # gateway simulate|replay|send
     "plantstream.cli.assets",    # assets apply|list
     "plantstream.cli.alerts",    # alerts list|show|ack|resolve|silence
+    "plantstream.cli.board",     # board (serve), board add-user
     "plantstream.cli.analyst",   # sql, report
+    "plantstream.cli.deadletters",  # deadletters list|replay
     "plantstream.cli.bench",     # bench ...
     "plantstream.cli.status",    # status
     "plantstream.cli.demo",      # demo

@@ -1,0 +1,3 @@
+from board.service import main
+
+main()
