@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from plantstream.kafka import Output, ReliableProducer, consumer_config
 from plantstream.settings import Settings
@@ -52,6 +52,32 @@ def read_topic(
         if until is not None:
             raise AssertionError(f"timed out after {timeout}s reading {topic}: got {len(msgs)} messages")
         return msgs
+    finally:
+        consumer.close()
+
+
+def read_all(settings: Settings, topic: str, timeout: float = 30.0) -> list[Message]:
+    """Every committed message of ``topic`` from the beginning up to its end as of now (the
+    last stable offset: an open transaction's records are not waited for). No consumer group,
+    no idle wait: for reading what finished services wrote."""
+    consumer = Consumer(consumer_config(settings, f"test-reader-{uuid.uuid4().hex}",
+                                        **{"enable.partition.eof": True}))
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+        pending, msgs = set(meta.partitions), []
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s reading {topic} to its end: "
+                                     f"partitions {sorted(pending)} not at the end")
+            for m in consumer.consume(1000, 0.1):
+                err = m.error()
+                if err is None:
+                    msgs.append(m)
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(m.partition())
+        return sorted(msgs, key=lambda m: (m.partition(), m.offset()))
     finally:
         consumer.close()
 

@@ -33,7 +33,7 @@ from plantstream.topics import (
 )
 from validation.processor import ValidationProcessor
 
-from kafka_io import read_topic
+from kafka_io import read_all
 
 TENANT, SITE, MACHINE = "acme", "plant1", "press-01"
 ASSET_DOC = {"tenants": [{"id": TENANT, "sites": [{"id": SITE, "machines": [{
@@ -134,7 +134,7 @@ def sent_messages(settings: Settings) -> dict[tuple[int, int], dict[str, Any] | 
     """Every message on gateway.readings by (partition, offset): its decoded batch, or None
     when it cannot be decoded (bad input sent on purpose)."""
     sent: dict[tuple[int, int], dict[str, Any] | None] = {}
-    for m in read_topic(settings, GATEWAY_READINGS.physical(settings), idle=2):
+    for m in read_all(settings, GATEWAY_READINGS.physical(settings)):
         try:
             sent[(m.partition(), m.offset())] = decode_gateway_message(m.value(), m.headers())
         except Exception:  # noqa: BLE001 - undecodable on purpose
@@ -144,8 +144,8 @@ def sent_messages(settings: Settings) -> dict[tuple[int, int], dict[str, Any] | 
 
 def _account(settings: Settings, codec: AvroCodec, sent: dict) -> Outcome:
     dead = [codec.decode(m.value(), "dead_letter")
-            for m in read_topic(settings, READINGS_REJECTED.physical(settings), idle=2)]
-    valid = [r["reading_id"] for m in read_topic(settings, READINGS_VALID.physical(settings), idle=2)
+            for m in read_all(settings, READINGS_REJECTED.physical(settings))]
+    valid = [r["reading_id"] for m in read_all(settings, READINGS_VALID.physical(settings))
              for r in codec.decode(m.value(), "reading_batch")["readings"]]
     return account(sent, GATEWAY_READINGS.physical(settings), dead, valid)
 

@@ -18,7 +18,7 @@ from plantstream.kafka import Output, consumer_config, producer_config
 from plantstream.settings import Settings
 from plantstream.topics import READINGS_REJECTED, READINGS_VALID
 
-from kafka_io import read_topic
+from kafka_io import read_all
 
 SENSORS = [f"s{i}" for i in range(10)]
 MACHINES, SAMPLES, PER_BATCH = 10, 600, 2  # 3,000 records of 20 readings
@@ -105,5 +105,5 @@ def write_mixed_valid_readings(settings: Settings, codec: AvroCodec) -> dict[int
 
 def dead_letter_originals(settings: Settings, codec: AvroCodec) -> list[bytes]:
     """The original bytes of every dead letter on ``readings.rejected``."""
-    dead = read_topic(settings, READINGS_REJECTED.physical(settings), idle=3)
+    dead = read_all(settings, READINGS_REJECTED.physical(settings))
     return [codec.decode(m.value(), "dead_letter")["original"] for m in dead]

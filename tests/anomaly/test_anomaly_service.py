@@ -33,7 +33,7 @@ from plantstream.runner import StopFlag
 from plantstream.settings import Settings
 from plantstream.topics import ANOMALIES, ANOMALY_MODELS, READINGS_REJECTED, READINGS_VALID
 
-from kafka_io import produce_all, read_topic
+from kafka_io import produce_all, read_all, read_topic
 
 SENSORS = [f"s{i}" for i in range(8)]
 WARMUP, FAULT_AT, PHASE1, TOTAL = 200, 600, 400, 900
@@ -85,7 +85,7 @@ def test_fault_detected_and_state_survives_restart(settings: Settings) -> None:
     produce_all(settings, [*outputs(settings, ms, 0, PHASE1), garbage])
 
     run_service(settings, **SETTINGS)
-    snaps = {m.key(): m.value() for m in read_topic(settings, ANOMALY_MODELS.physical(settings), idle=2)}
+    snaps = {m.key(): m.value() for m in read_all(settings, ANOMALY_MODELS.physical(settings))}
     assert set(snaps) == {m.key for m in ms}
     for key, value in snaps.items():
         rec = codec.decode(value, "model_snapshot")
@@ -114,7 +114,7 @@ def test_fault_detected_and_state_survives_restart(settings: Settings) -> None:
     produce_all(settings, outputs(settings, ms, PHASE1, TOTAL - PHASE1))
     run_service(settings, **SETTINGS)
     got = [codec.decode(m.value(), "anomaly_event")
-           for m in read_topic(settings, ANOMALIES.physical(settings), idle=2)]
+           for m in read_all(settings, ANOMALIES.physical(settings))]
     expected = reference_events(settings, ms)
     by_machine: dict[str, list[dict]] = {}
     for e in got:
@@ -181,7 +181,7 @@ def test_simulator_fault_detected_healthy_machines_quiet(settings: Settings) -> 
                            for k, rec in reading_batches(factory, until=SIM_HORIZON)])
     run_service(settings, anomaly_update_seconds=float(SIM_UPDATE_S))
     got = [codec.decode(m.value(), "anomaly_event")
-           for m in read_topic(settings, ANOMALIES.physical(settings), idle=2)]
+           for m in read_all(settings, ANOMALIES.physical(settings))]
     by_machine: dict[str, list[dict]] = {}
     for e in got:
         by_machine.setdefault(e["machine"], []).append(e)

@@ -73,7 +73,8 @@ def archive(settings: Settings) -> None:
     try:
         migrate(client, ttl_days=settings.clickhouse_ttl_days)
         sink = ArchivalSink(client, settings)
-        run_sink(sink, settings, sink.topics, "archival", max_wait=0.2, stop=StopFlag(), idle_exit_after=2)
+        run_sink(sink, settings, sink.topics, "archival", max_wait=0.2, stop=StopFlag(), idle_exit_after=5,
+                 until_read_to_end=True)
     finally:
         client.close()  # one embedded engine per process: the CLI opens the directory next
 

@@ -14,7 +14,7 @@ from plantstream.settings import Settings
 from plantstream.topics import ALERT_COMMANDS, ASSETS, CATALOG, GATEWAY_READINGS, machine_key
 
 from brokers import Broker
-from kafka_io import end_offsets, produce_all, read_topic
+from kafka_io import end_offsets, produce_all, read_all, read_topic
 
 
 def batch(machine: str, i: int, n: int = 100) -> dict:
@@ -85,4 +85,4 @@ def test_processor_output_and_offsets_commit_together(settings: Settings) -> Non
     threading.Timer(8, lambda: setattr(stop, "stopping", True)).start()
     run_processor(again, settings, [src], "doubler", stop=stop, idle_exit_after=3)
     assert again.commits == 0
-    assert len(read_topic(settings, dst, idle=2)) == 2000
+    assert len(read_all(settings, dst)) == 2000

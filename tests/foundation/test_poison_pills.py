@@ -18,7 +18,7 @@ from plantstream.settings import Settings
 from plantstream.store import PartitionStore
 from plantstream.topics import ALERT_COMMANDS, GATEWAY_READINGS, READINGS_REJECTED, VALIDATION_STATE
 
-from kafka_io import produce_all, read_topic
+from kafka_io import produce_all, read_all, read_topic
 
 pytestmark = pytest.mark.integration
 # over the broker's message.max.bytes (2 MiB) under the client's 4 MiB; random: lz4 cannot shrink it
@@ -55,7 +55,7 @@ def test_bad_messages_are_dead_lettered_and_the_rest_goes_through(settings: Sett
     values[7], values[19] = b"boom", b"huge"
     produce_all(settings, [Output(src, b"k", v) for v in values])
     proc = Picky(settings)
-    run_processor(proc, settings, [src], "picky", stop=StopFlag(), idle_exit_after=3)
+    run_processor(proc, settings, [src], "picky", stop=StopFlag(), idle_exit_after=10, until_read_to_end=True)
 
     out = read_topic(settings, ALERT_COMMANDS.physical(settings), until=lambda ms: len(ms) >= 28)
     assert [m.value() for m in out] == [v for v in values if v not in (b"boom", b"huge")]
@@ -67,7 +67,7 @@ def test_bad_messages_are_dead_lettered_and_the_rest_goes_through(settings: Sett
     assert "ValueError: cannot handle boom" in letters[0]["detail"]
     assert "too large" in letters[1]["detail"].lower()
     # the failed messages' state changes were rolled back: 28 counted, not 30
-    changelog = read_topic(settings, VALIDATION_STATE.physical(settings), idle=2)
+    changelog = read_all(settings, VALIDATION_STATE.physical(settings))
     assert int(changelog[-1].value()) == 28
     consumer = Consumer(consumer_config(settings, "picky"))
     try:

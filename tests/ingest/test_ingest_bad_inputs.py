@@ -30,7 +30,7 @@ from plantstream.kafka import Output
 from plantstream.settings import Settings
 from plantstream.topics import GATEWAY_READINGS, READINGS_VALID, machine_key
 
-from kafka_io import produce_all, read_topic
+from kafka_io import produce_all, read_all
 
 HOUR_US = 3_600_000_000
 
@@ -128,7 +128,7 @@ def test_bad_inputs_become_dead_letters_with_their_reason(small_settings: Settin
     assert all(d["stage"] == "validation" for d in nan)
     assert (nan[0]["tenant"], nan[0]["site"], nan[0]["machine"]) == (TENANT, SITE, MACHINE)
     # the good readings came through, converted to canonical units
-    valid = {r["reading_id"]: r for m in read_topic(s, READINGS_VALID.physical(s), idle=1)
+    valid = {r["reading_id"]: r for m in read_all(s, READINGS_VALID.physical(s))
              for r in AvroCodec().decode(m.value(), "reading_batch")["readings"]}
     assert set(valid) == {"tags:0", "tags:2", "json-temp:0", "json-temp:1", "order:0", "last:0"}
     assert valid["json-temp:0"]["value"] == pytest.approx(100.0) and valid["json-temp:0"]["unit"] == "degC"

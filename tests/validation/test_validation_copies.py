@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from readings_support import collect, gateway_output, publish, simulated_batches, start_service, stop_service
+from receivers import wait_for
 
 from plantstream.kafka import ReliableProducer
 from plantstream.settings import Settings
@@ -24,6 +25,11 @@ def _assigned(log: Path, topic: str) -> set[int]:
     return parts
 
 
+def _split_between_two(logs: Path, name: str, topic: str) -> bool:
+    owned = [_assigned(log, topic) for log in sorted(logs.glob(f"{name}-*.log"))]
+    return len(owned) == 2 and all(owned)
+
+
 def test_two_copies_share_partitions_and_total_output_is_unchanged(
         settings: Settings, service_env: dict[str, str], tmp_path: Path) -> None:
     batches, records = simulated_batches(machines=8, seconds=300, seed=11)
@@ -33,6 +39,11 @@ def test_two_copies_share_partitions_and_total_output_is_unchanged(
     procs = [start_service(name, service_env, logs, copy)
              for name in ("ingest", "validation") for copy in (0, 1)]
     try:
+        # the group has settled with both copies in it before the data comes
+        for name, spec in (("ingest", GATEWAY_READINGS), ("validation", READINGS_NORMALIZED)):
+            topic = spec.physical(settings)
+            wait_for(lambda n=name, t=topic: _split_between_two(logs, n, t), 60,
+                     f"both {name} copies owning partitions")
         producer = ReliableProducer(settings)
         for b in batches:
             producer.produce(gateway_output(settings, b))
