@@ -53,6 +53,7 @@ if _shape(_SCHEMA.raw["fields"]) != _EXPECTED:
     raise SchemaError(f"{_SCHEMA.ref} no longer has the layout plantstream.readingbatch writes; "
                       "update its encoder/decoder together with the schema")
 
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 _U64 = np.uint64
 _SPREAD = ((_U64(0xFFFFFFF), _U64(0xFFFFFFF0000000), _U64(4)),
            (_U64(0x00003FFF00003FFF), _U64(0x0FFFC0000FFFC000), _U64(2)),
@@ -136,13 +137,16 @@ def _id_length(n: int) -> bytes:
 
 
 def read_long(b: bytes, p: int) -> tuple[int, int]:
-    """Avro long at byte ``p`` -> (value, next position); ValueError past 10 bytes."""
+    """Avro long at byte ``p`` -> (value, next position); ValueError past 10 bytes or 64 bits
+    (a 10th byte above 1: Python would give a number no int64 column can hold)."""
     shift = z = 0
     while True:
         x = b[p]
         p += 1
         z |= (x & 0x7F) << shift
         if x < 0x80:
+            if shift == 63 and x > 1:
+                raise ValueError("varint beyond 64 bits")
             return (z >> 1) ^ -(z & 1), p
         shift += 7
         if shift > 63:
@@ -319,6 +323,8 @@ def _parse(b: bytes, fast: bool) -> ReadingBatchView:
                 p += 2
             else:
                 q, p = _read_long(b, p)
+                if not _INT_MIN <= q <= _INT_MAX:
+                    raise ValueError(f"quality {q} does not fit the schema's 32-bit int")
                 quals.append(q)
             if not fast:
                 ends.append(p)

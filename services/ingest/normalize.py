@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from ingest.dedup import SeenBatches
 from plantstream.assets import AssetRegistry, RegistryView
 from plantstream.deadletter import CONTENT_TYPE_READING_JSON, DeadLetters, Source
 from plantstream.errors import DecodeError
-from plantstream.gateway.contract import GatewayLimits, decode_gateway_columns
+from plantstream.gateway.contract import GatewayLimits, check_key, decode_gateway_columns
 from plantstream.kafka import Output
 from plantstream.readingbatch import encode_readings, quality_bytes, string_bytes
 from plantstream.telemetry import inject_headers
@@ -25,6 +26,13 @@ from plantstream.topics import machine_key
 from plantstream.units import IDENTITY, Conversion, UnitError, conversion
 
 GOOD_QUALITY = 192
+
+
+class KeyCheck(Enum):
+    """``normalize(..., key=KeyCheck.SKIP)``: the caller has no message key to compare (unit
+    tests and benchmarks of the decode path); the service always passes the real key."""
+
+    SKIP = "skip"
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,9 @@ class Normalizer:
         self.limits = limits
         self._tables = RegistryView(registry, tag_table)
 
-    def normalize(self, src: Source, now_us: int) -> list[Output]:
+    def normalize(self, src: Source, now_us: int,
+                  key: bytes | None | KeyCheck = KeyCheck.SKIP) -> list[Output]:
+        """One gateway message (``key``: its Kafka key) -> its normalized batch and dead letters."""
         try:
             batch = decode_gateway_columns(src.value, src.headers, self.limits)
         except DecodeError as exc:
@@ -106,6 +116,11 @@ class Normalizer:
             return [self.dead.make(src, "unknown_machine",
                                    f"machine {tenant}/{site}/{machine} is not in the asset registry; "
                                    "add it with `plantstream assets apply` and replay", **who)]
+        if key is not KeyCheck.SKIP:
+            try:
+                check_key(batch, key)
+            except DecodeError as exc:
+                return [self.dead.make(src, exc.reason, exc.detail, **who)]
         batch_id = batch.batch_id
         if self.seen.check_and_add(src.partition, (tenant, site, machine, batch_id), now_us):
             return [self.dead.make(src, "duplicate_batch",

@@ -51,7 +51,7 @@ class IngestProcessor(Processor):
             with message_span(self.tracer, "ingest.batch", src.headers,
                               kafka_attributes(src.topic, src.partition, src.offset)
                               | key_attributes(msg.key())):
-                produced = normalize(src, now_us)
+                produced = normalize(src, now_us, key=msg.key())
                 for out in produced:
                     if out.topic == out_topic:  # batch id and readings kept, from the output's header
                         set_attributes(batch_attributes(out.value))
