@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-from plantstream.kafka import Output, ReliableProducer, consumer_config
+from plantstream.kafka import Output, ReliableProducer, consumer_config, watermarks
 from plantstream.settings import Settings
 
 
@@ -85,7 +85,6 @@ def read_all(settings: Settings, topic: str, timeout: float = 30.0) -> list[Mess
 def end_offsets(settings: Settings, topic: str, partitions: int) -> list[int]:
     consumer = Consumer(consumer_config(settings, f"test-offsets-{uuid.uuid4().hex}"))
     try:
-        return [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in range(partitions)]
+        return [watermarks(consumer, TopicPartition(topic, p))[1] for p in range(partitions)]
     finally:
         consumer.close()

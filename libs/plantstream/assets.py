@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import yaml
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from plantstream.avro import AvroCodec
 from plantstream.errors import ConfigError, DecodeError, PlantstreamError
-from plantstream.kafka import Output, ReliableProducer, consumer_config
+from plantstream.kafka import Output, ReliableProducer, consumer_config, watermarks
 from plantstream.settings import Settings
 from plantstream.topics import ASSETS, machine_key
 
@@ -190,11 +190,6 @@ class AssetRegistry:
         return len(self._machines)
 
 
-# answers of a broker whose new partition has no leader yet: ask again
-_NO_LEADER_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-                  KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT}
-
-
 class AssetFollower:
     """Keeps an :class:`AssetRegistry` up to date from the compacted assets topic in a
     background thread. Reads the whole topic (no consumer group: every copy of every service
@@ -236,19 +231,6 @@ class AssetFollower:
             log.error("bad asset record skipped",
                       extra={"key": key.decode(errors="replace"), "error": str(exc)})
 
-    def _log_ends(self, consumer: Consumer, parts: list[TopicPartition]) -> dict[int, int]:
-        """The end offset of each partition, asked again while the broker answers with a
-        retriable error (a topic created a moment ago has no leader yet: NOT_LEADER_FOR_PARTITION)."""
-        while True:
-            try:
-                return {p.partition: consumer.get_watermark_offsets(p, timeout=10)[1] for p in parts}
-            except KafkaException as exc:
-                err = exc.args[0]
-                if not (err.retriable() or err.code() in _NO_LEADER_YET) or self._stop.is_set():
-                    raise
-                self.error = str(err)
-                time.sleep(0.2)
-
     def _run(self) -> None:
         topic = ASSETS.physical(self.settings)
         consumer = Consumer(consumer_config(
@@ -259,7 +241,7 @@ class AssetFollower:
                 self.error = f"topic {topic} missing; run `plantstream topics create`"
                 return
             parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
-            ends = self._log_ends(consumer, parts)
+            ends = {p.partition: watermarks(consumer, p, timeout=25.0)[1] for p in parts}
             consumer.assign(parts)
             pending = {p for p, end in ends.items() if end > 0}
             if not pending:

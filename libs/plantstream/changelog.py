@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from plantstream.errors import BrokerUnavailable
-from plantstream.kafka import consumer_config
+from plantstream.kafka import consumer_config, watermarks
 from plantstream.settings import Settings
 
 
@@ -77,7 +77,7 @@ def _log_ends(settings: Settings, topic: str, partitions: list[int]) -> dict[int
     probe = Consumer(consumer_config(settings, f"changelog-ends-{uuid.uuid4().hex}",
                                      **{"isolation.level": "read_uncommitted"}))
     try:
-        return {p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in partitions}
+        return {p: watermarks(probe, TopicPartition(topic, p)) for p in partitions}
     finally:
         probe.close()
 

@@ -233,8 +233,31 @@ def next_offsets(msgs: Iterable[Message]) -> list[TopicPartition]:
 def transactional_id(settings: Settings, service: str) -> str:
     """Unique per process: KIP-447 fencing comes from the consumer group metadata, so the id
     need not be stable; a SIGKILLed process's open transaction is aborted by the broker
-    after ``transaction.timeout.ms``."""
+    after ``transaction.timeout.ms``. (Stable ids per copy, which would let a restarted copy
+    abort its predecessor's transaction at once, made every producer fail fatally with
+    INVALID_TXN_STATE at its first commit after a broker restart, 2 of 2 runs of the
+    broker-restart test; per-process ids pass it. Not understood yet: see the notes.)"""
     return f"{settings.topic_prefix}{service}-{settings.instance}-{uuid.uuid4().hex[:8]}"
+
+
+# answers of a broker whose partition has no leader yet (just created, or the broker just
+# restarted): ask again
+NO_LEADER_YET = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                           KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT})
+
+
+def watermarks(consumer: Consumer, tp: TopicPartition, timeout: float = 30.0) -> tuple[int, int]:
+    """``consumer.get_watermark_offsets`` (low, high), asked again while the partition has no
+    leader yet; raises the broker's error after ``timeout`` seconds or when it is not that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=min(10.0, timeout), cached=False)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not (err.retriable() or err.code() in NO_LEADER_YET) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def wait_for_assignment(consumer: Consumer, timeout: float = 30.0) -> list[TopicPartition]:

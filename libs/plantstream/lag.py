@@ -41,7 +41,7 @@ class GroupLag:
 def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
     from confluent_kafka import Consumer
 
-    from plantstream.kafka import consumer_config
+    from plantstream.kafka import consumer_config, watermarks
 
     consumer = Consumer(consumer_config(settings, "plantstream-lag-probe"))
     try:
@@ -52,7 +52,7 @@ def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], 
             if tm is None or tm.error is not None:
                 continue
             for p in tm.partitions:
-                out[(t, p)] = consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+                out[(t, p)] = watermarks(consumer, TopicPartition(t, p))[1]
         return out
     finally:
         consumer.close()
