@@ -13,13 +13,24 @@ Pipeline per reading row (one timestamp, several sensors of one machine):
    ``learn_after_warmup``): ``"never"`` (default; nothing can absorb a long fault),
    ``"normal"`` (only rows judged normal) or ``"always"``.
 
+Missing and new sensors: the models take the sensors that have reported by the first learned
+row. A sensor that starts reporting later (NaN or absent until then, or new in the data of a
+machine unknown to the registry) is kept out of the models until it has reported for
+``join_rows`` rows (``warmup - settle``); then it *joins*: the multivariate model is refitted
+on the recent rows judged normal, which include it, and the per-sensor model learns it from
+them. A warm-up with too little data (fewer than ``min_warmup_rows`` rows with any reading)
+is extended until it has them, and says so in the log, as it does for sensors that never
+reported during warm-up.
+
 Snapshots: a ``MachineDetector`` is plain Python/numpy state, written with the safe state
 codec of ``anomaly.snapshot`` (never pickle), and scoring resumes identically after a restore.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -29,6 +40,7 @@ from anomaly.detectors.mahalanobis import Mahalanobis
 from anomaly.detectors.threshold import AdaptiveThreshold
 from anomaly.sensorwatch import SensorAlarm, SensorWatch
 
+log = logging.getLogger(__name__)
 _LEARN_POLICIES = ("never", "normal", "always")
 # Templates (always cloned, never mutated). Chosen on SKAB, see anomaly.skab and the README.
 DEFAULT_UNIVARIATE = EWZScore(rel_tol=0.005, combine="max")
@@ -102,6 +114,12 @@ class MachineDetector:
     'p'
     """
 
+    # Class-level defaults: snapshots written before these existed restore with them.
+    _members: list[str] | None = None  # sensors in the models (None: not started yet)
+    _joining: dict[str, int] | None = None  # sensor -> rows reported while not in the models
+    _recent: deque[dict[str, float]] | None = None  # recent normal rows, while a sensor is joining
+    _warned: bool = False
+
     def __init__(
         self,
         sensors: Sequence[str] | None = None,
@@ -153,6 +171,8 @@ class MachineDetector:
     def _smooth(self, x: Mapping[str, float]) -> tuple[dict[str, float], tuple[str, ...]]:
         if self._keys is None:
             self._keys = sorted(x)
+        elif self.sensors is None and len(x) > len(self._keys):  # a sensor new in the data
+            self._keys += sorted(k for k in x if k not in self._keys)
         a = self.smoothing
         sm = self._smoothed
         missing: list[str] = []
@@ -208,23 +228,100 @@ class MachineDetector:
             return {k: 0.0 for k in c}
         return {k: max(v, 0.0) / total for k, v in c.items()}
 
+    @property
+    def join_rows(self) -> int:
+        """Rows a late sensor must report before it joins the models (its own warm-up)."""
+        return self.warmup - self.settle
+
+    @property
+    def min_warmup_rows(self) -> int:
+        """Learned rows (with any reading) the warm-up needs before it may end."""
+        return max(self.threshold.min_samples, (self.warmup - self.settle) // 4)
+
+    def _model_row(self, s: dict[str, float], missing: tuple[str, ...]) -> dict[str, float]:
+        """``s`` restricted to the sensors in the models; counts the reports of the others."""
+        members = self._members
+        if members is None or len(s) == len(members):  # smoothed keys only grow: same set
+            return s
+        joining = self._joining
+        if joining is None:
+            joining = self._joining = {}
+            self._recent = deque(maxlen=self.join_rows)
+        inside = set(members)
+        for k in s:
+            if k not in inside and k not in missing:
+                joining[k] = joining.get(k, 0) + 1
+        return {k: s[k] for k in members}
+
+    def _join(self, s: dict[str, float], normal: bool) -> None:
+        """Keep ``s`` if normal; let every sensor that has reported for ``join_rows`` rows join."""
+        joining, recent, members = self._joining, self._recent, self._members
+        assert joining is not None and recent is not None and members is not None
+        if normal:
+            recent.append(dict(s))
+        ready = sorted(k for k, n in joining.items() if n >= self.join_rows)
+        if not ready:
+            return
+        rows = [r for r in recent if all(k in r for k in ready)]
+        new = members + ready
+        if self.multivariate is not None:
+            mv = self.multivariate.clone()
+            for r in rows:
+                mv.learn_one({k: r[k] for k in new})
+            self.multivariate = mv
+            if self._buffer is None and rows:  # calibrated: keep its score unit the warm-up quantile
+                scores = sorted(mv.score_one({k: r[k] for k in new}) for r in rows)
+                self._scale_m = _quantile(scores, self.calibration_q) or 1.0
+        if self.univariate is not None:
+            for r in rows:
+                self.univariate.learn_one({k: r[k] for k in ready})
+        self._members = new
+        for k in ready:
+            del joining[k]
+        if not joining:
+            self._joining = self._recent = None
+        log.info("sensors joined the machine model", extra={"sensors": ready, "rows": len(rows),
+                                                              "model": self.model_name})
+
+    def _warmup_done(self) -> bool:
+        """Warm-up rows seen and enough of them learned; warns once when they were not."""
+        buffer = self._buffer
+        assert buffer is not None
+        if len(buffer) >= self.min_warmup_rows:
+            late = [k for k in self._keys or () if k not in (self._members or ())]
+            if late:
+                log.warning("sensors were not reporting when the model started; each joins it "
+                            "after reporting for %d rows", self.join_rows, extra={"sensors": late})
+            return True
+        if not self._warned:
+            self._warned = True
+            log.warning("warm-up has too little data: %d of %d rows had a reading (%d needed); "
+                        "extending it, no alarms until then", len(buffer), self.warmup - self.settle,
+                        self.min_warmup_rows, extra={"model": self.model_name, "rows": self.n_rows})
+        return False
+
     # ----------------------------------------------------------------------------------------
     def process_one(self, ts_micros: int, x: Mapping[str, float]) -> Verdict:
         """Learn from and score one row; return the verdict after thresholding."""
-        s, missing = self._smooth(x)
+        s_all, missing = self._smooth(x)
+        s = self._model_row(s_all, missing)
         i = self.n_rows
         self.n_rows = i + 1
         watch = self.watch
-        if i < self.warmup:
+        if i < self.warmup or (self._buffer is not None and len(self._buffer) < self.min_warmup_rows):
             su, sm = self._raw_scores(s)
             score = self._combine(su, sm)
             if i >= self.settle and s:
+                if self._members is None:
+                    self._members = list(s)
                 self._learn(s)
                 assert self._buffer is not None
                 self._buffer.append(dict(s))
             if watch is not None:
-                watch.step(ts_micros, _finite(self._keys, x, missing), s, i >= self.settle, False)
-            if self.n_rows == self.warmup:
+                watch.step(ts_micros, _finite(self._keys, x, missing), s_all, i >= self.settle, False)
+            if self._joining is not None:
+                self._join(s_all, i >= self.settle)
+            if self.n_rows >= self.warmup and self._warmup_done():
                 self._calibrate()
                 if watch is not None:
                     watch.end_warmup()
@@ -242,12 +339,16 @@ class MachineDetector:
         policy = self.learn_after_warmup
         learn = policy == "always" or (policy == "normal" and not on and score <= thr)
         if learn:
+            if self._members is None:
+                self._members = list(s)
             self._learn(s)
             th.learn(score)
         contrib = self._contrib(s) if (on or changed or self.contributions == "always") else {}
         alarms: tuple[SensorAlarm, ...] = ()
         if watch is not None:
-            alarms = tuple(watch.step(ts_micros, _finite(self._keys, x, missing), s, learn, True))
+            alarms = tuple(watch.step(ts_micros, _finite(self._keys, x, missing), s_all, learn, True))
+        if self._joining is not None:
+            self._join(s_all, not on and score <= thr)
         return Verdict(
             ts_micros, score, thr, on, changed, False, contrib, missing,
             self.model_name, self.model_version, alarms,
