@@ -16,14 +16,17 @@ from typing import Any
 
 from opentelemetry import trace
 
+from archival.sink import ArchivalSink
 from ingest.processor import IngestProcessor
 from plantstream.assets import AssetRegistry, parse_assets, publish_assets
 from plantstream.avro import AvroCodec
+from plantstream.db import connect, migrate
 from plantstream.gateway.contract import decode_gateway_message, encode_gateway_batch
 from plantstream.kafka import Output
 from plantstream.readingbatch import _read_long
 from plantstream.runner import StopFlag, run_processor
 from plantstream.settings import Settings
+from plantstream.sinkloop import run_sink
 from plantstream.topics import (
     GATEWAY_READINGS,
     READINGS_NORMALIZED,
@@ -79,6 +82,20 @@ def run_validation(settings: Settings, registry: AssetRegistry, idle: float = 4.
     run_processor(proc, settings, [READINGS_NORMALIZED.physical(settings)], "validation", stop=StopFlag(),
                   metrics=proc.metrics, idle_exit_after=idle, until_read_to_end=True)
     return proc
+
+
+def run_archival(settings: Settings) -> ArchivalSink:
+    """The archival sink in-process until its input is read to the end; the embedded engine is
+    closed afterwards (one per process: a CLI or query may open the directory next)."""
+    client = connect(settings.clickhouse_url)
+    try:
+        migrate(client, ttl_days=settings.clickhouse_ttl_days)
+        sink = ArchivalSink(client, settings)
+        run_sink(sink, settings, sink.topics, "archival", max_wait=0.2, stop=StopFlag(), idle_exit_after=5.0,
+                 until_read_to_end=True)
+    finally:
+        client.close()
+    return sink
 
 
 def start_service(name: str, env: dict[str, str], log_dir: Path, copy: int = 0) -> subprocess.Popen:

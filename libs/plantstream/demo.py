@@ -124,11 +124,16 @@ SUMMARY_QUERIES: dict[str, str] = {
         SELECT machine, count() AS events, round(max(score), 2) AS max_score,
                arrayStringConcat(arraySlice(topKArray(3)(sensors), 1, 3), ',') AS top_sensors
         FROM anomalies GROUP BY machine ORDER BY events DESC""",
+    # One row per alert (one per machine problem); the evidence shown is the headline's (keys
+    # without a dot): every sensor's numbers (``<sensor>.<rule>.<name>``) are on the board.
     "alerts": """
         SELECT alert_id, argMax(severity, revision) AS severity, argMax(state, revision) AS state,
-               max(occurrences) AS occurrences, argMax(title, revision) AS title,
+               max(occurrences) AS occurrences,
+               arrayStringConcat(argMax(sensors, revision), ',') AS sensors,
+               argMax(title, revision) AS title,
                arrayStringConcat(arrayMap((k, v) -> concat(k, '=', toString(round(v, 2))),
-                   mapKeys(argMax(evidence, revision)), mapValues(argMax(evidence, revision))), ' ')
+                   mapKeys(mapFilter((k, v) -> position(k, '.') = 0, argMax(evidence, revision))),
+                   mapValues(mapFilter((k, v) -> position(k, '.') = 0, argMax(evidence, revision)))), ' ')
                    AS evidence
         FROM alerts GROUP BY alert_id ORDER BY severity DESC, alert_id""",
     # Platform latency: accepted by ingest -> row in ClickHouse (through validation and
@@ -169,12 +174,11 @@ def stage_counts(run: DemoRun, summary: dict[str, list[dict[str, Any]]]) -> list
 
 
 def alerted_faults(run: DemoRun, summary: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Each injected fault next to the alerts raised for its machine."""
+    """Each injected fault next to the alerts raised for its machine (one per machine problem)."""
     out = []
     for w in run.truth:
         prefix = f"{w.tenant}/{w.site}/{w.machine}/"
         hits = [a for a in summary["alerts"] if a["alert_id"].startswith(prefix)]
-        rules = sorted({h["alert_id"].split("/")[3] for h in hits})
         out.append({"machine": w.machine, "fault": w.kind, "sensors": ",".join(w.sensors),
-                    "alerts": len(hits), "rules": ",".join(rules)})
+                    "alerts": len(hits), "titles": " | ".join(h["title"] for h in hits)})
     return out

@@ -1,15 +1,22 @@
 """The alert book of one machine: findings in, alert revisions out.
 
 Rules of the book (documented in the README):
-- At most one alert per (rule, sensor) is active (open or acknowledged). Repeats update it:
-  occurrences, last_seen, evidence; severity only rises. Plain updates are throttled to one
-  revision per ``update_every_s``; a rise in severity is emitted at once.
-- Auto-resolve: an active alert with no finding for ``quiet_s`` (wall clock) is resolved by
+- At most one alert per machine problem is active (open or acknowledged): findings of several
+  rules and sensors that belong together (maintenance.problems: the machine's condition, one
+  sensor's fault, one gateway's clock, the machine's silence) are contributions to one alert,
+  with the sensors as evidence and a title in plain words. Repeats update it: occurrences,
+  last_seen, evidence. Plain updates are throttled to one revision per ``update_every_s``; a
+  new contribution (another sensor or rule joins the problem) is emitted at once.
+- Severity is the worst of its contributions still seen. A rise is emitted at once; a fall
+  only once the worse contribution has not been reported for ``calm_s`` (hysteresis: a
+  condition hovering at a limit cannot make the alert chatter between severities).
+- Auto-resolve: an active alert with no finding for ``quiet_s`` (input clock) is resolved by
   the service (actor null, note says why).
 - Flap control: a condition that recurs within ``quiet_s`` of its alert's resolution
   re-opens the *same* alert (same alert_id, next revision, occurrences continue,
   evidence.reopened counts re-openings). Later recurrences start a new episode: alert_id ends
-  in ``#<episode>``, revision starts again at 1.
+  in ``#<episode>``, revision starts again at 1. The alert_id names the rule and sensor (or
+  gateway) of the finding that opened it: ``tenant/site/machine/rule/sensor#episode``.
 - Notify: a revision people should hear about (raised, reopened, severity_raised) says so in
   :attr:`Emission.notify`; the service puts it in the ``plantstream-notify`` header. Who hears
   about it and when (routes, grouping, escalation levels, reminders until acknowledged, quiet
@@ -22,10 +29,12 @@ can de-duplicate redeliveries by that pair.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from maintenance.rules import Finding, severity_rank
+from maintenance import problems
+from maintenance.problems import Contribution, Problem
+from maintenance.rules import SEVERITIES, Finding, severity_rank
 from plantstream.alertstate import check_command
 
 
@@ -33,6 +42,7 @@ from plantstream.alertstate import check_command
 class Policy:
     quiet_s: float = 3600.0
     update_every_s: float = 60.0
+    calm_s: float = 900.0  # a worse contribution unseen this long no longer holds the severity up
 
 
 @dataclass
@@ -70,6 +80,14 @@ class Alert:
     resolved_at: int = 0
     reopened: int = 0
     dirty: bool = False
+    problem: Problem = ("", "")
+    contributions: dict[str, Contribution] = field(default_factory=dict)
+    sensors: list[str] = field(default_factory=list)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Alerts stored before grouping (one per rule and sensor) decode with no contributions:
+        they keep their title and evidence until they auto-resolve."""
+        self.__dict__.update({"problem": ("", ""), "contributions": {}, "sensors": [], **state})
 
     def record(self) -> dict[str, Any]:
         evidence = dict(self.evidence)
@@ -77,7 +95,8 @@ class Alert:
             evidence["reopened"] = float(self.reopened)
         return {
             "alert_id": self.alert_id, "revision": self.revision, "tenant": self.tenant, "site": self.site,
-            "machine": self.machine, "sensors": [self.sensor], "rule": self.rule, "severity": self.severity,
+            "machine": self.machine, "sensors": list(self.sensors or [self.sensor]), "rule": self.rule,
+            "severity": self.severity,
             "state": self.state, "title": self.title, "first_seen": self.first_seen,
             "last_seen": self.last_seen, "occurrences": self.occurrences,
             "escalation_level": self.escalation_level, "evidence": evidence,
@@ -94,25 +113,44 @@ class Alert:
 
 
 class AlertBook:
-    """All alerts of one machine (active ones and those resolved less than ``quiet_s`` ago)."""
+    """All alerts of one machine (active ones and those resolved less than ``quiet_s`` ago),
+    by machine problem."""
 
     def __init__(self, tenant: str, site: str, machine: str) -> None:
         self.tenant, self.site, self.machine = tenant, site, machine
-        self.alerts: dict[tuple[str, str], Alert] = {}
+        self.alerts: dict[Problem, Alert] = {}
         self.episodes: dict[tuple[str, str], int] = {}
         self.commands_seen: deque[str] = deque(maxlen=512)
 
     def get(self, alert_id: str) -> Alert | None:
         return next((a for a in self.alerts.values() if a.alert_id == alert_id), None)
 
+    def active(self, group: str) -> bool:
+        """Whether an alert of this problem group (e.g. ``condition``) is active."""
+        return any(a.active and a.problem[0] == group for a in self.alerts.values())
+
+    def problem_of(self, f: Finding) -> tuple[Problem, bool]:
+        """The finding's problem, and whether the finding is only secondary evidence of it:
+        the anomaly detector's findings on a sensor with an active sensor fault (its stale or
+        missing value causes them) or while the machine's gateway clock is wrong."""
+        problem = problems.problem_of(f)
+        if problem[0] == "condition" and f.rule == "persistent_anomaly":
+            fault = self.alerts.get(("sensor_fault", f.sensor))
+            if fault is not None and fault.active:
+                return ("sensor_fault", f.sensor), True
+            clock = next((k for k, a in self.alerts.items() if k[0] == "clock_skew" and a.active), None)
+            if clock is not None:
+                return clock, True
+        return problem, False
+
     # findings -------------------------------------------------------------------------------
-    def apply(self, f: Finding, now: int, policy: Policy) -> list[Emission]:
-        key = (f.rule, f.sensor)
+    def apply(self, f: Finding, now: int, policy: Policy, unit: str = "") -> list[Emission]:
+        key, secondary = self.problem_of(f)
         a = self.alerts.get(key)
         if a is not None and not a.active and now - a.resolved_at > policy.quiet_s * 1e6:
             a = None
         if a is None:
-            return [self._open(key, f, now)]
+            return [self._open(key, f, now, policy, unit)]
         notify = None
         if not a.active:  # recurrence soon after resolution: re-open, keep the history
             a.state, a.actor, a.note = "open", None, "re-opened: condition recurred"
@@ -120,28 +158,58 @@ class AlertBook:
             a.opened_at = now
             a.escalation_level, a.silenced_until = 0, None
             notify = "reopened"
-        rose = severity_rank(f.severity) > severity_rank(a.severity)
-        if rose:
-            a.severity = f.severity
-            notify = notify or ("severity_raised" if a.state == "open" else None)
+        part = _part(f)
+        c = a.contributions.get(part)
+        joined = c is None  # news: another sensor or rule adds to the problem (and its title)
+        if c is None:
+            a.contributions[part] = problems.contribution(f, unit, now, secondary)
+        else:
+            c.update(f, unit, now, policy.calm_s * 1e6)
         a.occurrences += f.count
         a.last_seen = max(a.last_seen, f.ts)
-        a.evidence, a.title, a.last_finding_at = dict(f.evidence), f.title, now
-        a.recommended_action = f.action or a.recommended_action
-        if notify or rose or now - a.updated_at >= policy.update_every_s * 1e6:
+        a.last_finding_at = now
+        before = a.severity
+        self._describe(a, now, policy)
+        rose = severity_rank(a.severity) > severity_rank(before)
+        if rose:
+            notify = notify or ("severity_raised" if a.state == "open" else None)
+        if notify or joined or a.severity != before or now - a.updated_at >= policy.update_every_s * 1e6:
             return [self._emit(a, now, notify)]
         a.dirty = True
         return []
 
-    def _open(self, key: tuple[str, str], f: Finding, now: int) -> Emission:
-        episode = self.episodes.get(key, 0) + 1
-        self.episodes[key] = episode
-        sensor = f.sensor or "*"
-        a = Alert(alert_id=f"{self.tenant}/{self.site}/{self.machine}/{f.rule}/{sensor}#{episode}",
-                  tenant=self.tenant, site=self.site, machine=self.machine, rule=f.rule, sensor=sensor,
+    def _describe(self, a: Alert, now: int, policy: Policy) -> None:
+        """Severity, title, evidence, action and sensors from the alert's contributions."""
+        parts = list(a.contributions.values())
+        if not parts:
+            return
+        calm = policy.calm_s * 1e6
+        worst = max(c.weight(now, calm) for c in parts)
+        if worst >= 0 and SEVERITIES[worst] != a.severity:
+            if severity_rank(SEVERITIES[worst]) < severity_rank(a.severity):
+                a.note = f"severity lowered to {SEVERITIES[worst]}: nothing {a.severity} seen for " \
+                         f"{policy.calm_s / 60:.0f} min"
+            a.severity = SEVERITIES[worst]
+        head = problems.headline(parts, now, calm)
+        a.rule, a.sensor = head.rule, head.sensor
+        a.title = problems.title(parts, now, calm)
+        a.evidence = problems.evidence(parts, now, calm)
+        a.recommended_action = problems.action(parts, now, calm) or a.recommended_action
+        a.sensors = problems.sensors(parts, now, calm)
+
+    def _open(self, key: Problem, f: Finding, now: int, policy: Policy, unit: str) -> Emission:
+        subject = key[1] if key[0] == "clock_skew" else (f.sensor or "*")
+        opener = (f.rule, subject)
+        episode = self.episodes.get(opener, 0) + 1
+        self.episodes[opener] = episode
+        a = Alert(alert_id=f"{self.tenant}/{self.site}/{self.machine}/{f.rule}/{subject}#{episode}",
+                  tenant=self.tenant, site=self.site, machine=self.machine, rule=f.rule,
+                  sensor=f.sensor or "*",
                   severity=f.severity, title=f.title, first_seen=f.ts, last_seen=f.ts,
                   evidence=dict(f.evidence), recommended_action=f.action, opened_at=now,
-                  occurrences=f.count, last_finding_at=now)
+                  occurrences=f.count, last_finding_at=now, problem=key,
+                  contributions={_part(f): problems.contribution(f, unit, now)})
+        self._describe(a, now, policy)
         self.alerts[key] = a
         return self._emit(a, now, "raised")
 
@@ -184,6 +252,16 @@ class AlertBook:
                 a.note = f"auto-resolved: condition not seen for {policy.quiet_s:.0f} s"
                 out.append(self._emit(a, now, None))
                 continue
+            before = a.severity
+            self._describe(a, now, policy)
+            if a.severity != before:  # the worse contribution went calm: the severity falls
+                out.append(self._emit(a, now, None))
+                continue
             if a.dirty and now - a.updated_at >= policy.update_every_s * 1e6:
                 out.append(self._emit(a, now, None))
         return out
+
+
+def _part(f: Finding) -> str:
+    """The contribution a finding updates: one per rule, sensor and anomaly detector."""
+    return f"{f.rule}:{f.sensor}:{f.detector}" if f.detector else f"{f.rule}:{f.sensor}"

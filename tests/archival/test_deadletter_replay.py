@@ -26,20 +26,18 @@ from readings_support import (
     gateway_output,
     now_us,
     reading,
+    run_archival,
     run_ingest,
     run_validation,
 )
 
-from archival.sink import ArchivalSink
 from plantstream.assets import AssetFollower
 from plantstream.avro import AvroCodec
 from plantstream.cli.main import cli
-from plantstream.db import connect, migrate
+from plantstream.db import connect
 from plantstream.deadletter import HEADER_REPLAY_OF, HEADER_TOPIC, kafka_record_size
 from plantstream.kafka import Output
-from plantstream.runner import StopFlag
 from plantstream.settings import Settings
-from plantstream.sinkloop import run_sink
 from plantstream.topics import GATEWAY_READINGS, READINGS_NORMALIZED, READINGS_REJECTED, machine_key
 
 from kafka_io import end_offsets, produce_all, read_topic
@@ -69,14 +67,7 @@ def plantstream(monkeypatch: pytest.MonkeyPatch, settings: Settings, *args: str)
 
 
 def archive(settings: Settings) -> None:
-    client = connect(settings.clickhouse_url)
-    try:
-        migrate(client, ttl_days=settings.clickhouse_ttl_days)
-        sink = ArchivalSink(client, settings)
-        run_sink(sink, settings, sink.topics, "archival", max_wait=0.2, stop=StopFlag(), idle_exit_after=5,
-                 until_read_to_end=True)
-    finally:
-        client.close()  # one embedded engine per process: the CLI opens the directory next
+    run_archival(settings)
 
 
 def rows(settings: Settings, sql: str) -> list[tuple]:

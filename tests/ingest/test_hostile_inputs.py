@@ -28,15 +28,15 @@ from readings_support import (
     gateway_batch,
     now_us,
     reading,
+    run_archival,
     run_ingest,
     run_validation,
     sent_messages,
 )
 
-from archival.sink import ArchivalSink
 from plantstream.assets import AssetRegistry
 from plantstream.avro import CONTENT_TYPE_AVRO, CONTENT_TYPE_JSON, MAGIC, AvroCodec
-from plantstream.db import connect, migrate
+from plantstream.db import connect
 from plantstream.gateway.contract import (
     DEFAULT_LIMITS,
     encode_gateway_batch,
@@ -44,9 +44,7 @@ from plantstream.gateway.contract import (
 )
 from plantstream.kafka import Output
 from plantstream.readingbatch import long_bytes
-from plantstream.runner import StopFlag
 from plantstream.settings import Settings
-from plantstream.sinkloop import run_sink
 from plantstream.topics import GATEWAY_READINGS, machine_key
 
 from kafka_io import produce_all, read_all
@@ -245,18 +243,6 @@ def archived(settings: Settings) -> tuple[list[dict[str, Any]], list[str]]:
     for d in dead:
         d["original"] = bytes.fromhex(d["original"])
     return dead, valid
-
-
-def run_archival(settings: Settings) -> ArchivalSink:
-    client = connect(settings.clickhouse_url)
-    try:
-        migrate(client, ttl_days=settings.clickhouse_ttl_days)
-        sink = ArchivalSink(client, settings)
-        run_sink(sink, settings, sink.topics, "archival", max_wait=0.2, stop=StopFlag(), idle_exit_after=5.0,
-                 until_read_to_end=True)
-    finally:
-        client.close()
-    return sink
 
 
 def test_hostile_inputs_are_each_accounted_for_in_clickhouse(settings: Settings) -> None:

@@ -11,11 +11,12 @@ from maintenance.rules import Finding
 from plantstream.alertstate import InvalidCommand
 
 S = 1_000_000
-POLICY = Policy(quiet_s=600, update_every_s=60)
+POLICY = Policy(quiet_s=600, update_every_s=60, calm_s=300)
 
 
-def finding(severity: str = "warning", ts: int = 0, count: int = 1, sensor: str = "vib") -> Finding:
-    return Finding("limit", sensor, severity, f"{sensor} high", ts, {"value": 1.0}, count, "Check it.")
+def finding(severity: str = "warning", ts: int = 0, count: int = 1, sensor: str = "vib",
+            rule: str = "limit") -> Finding:
+    return Finding(rule, sensor, severity, f"{sensor} high", ts, {"value": 1.0}, count, "Check it.")
 
 
 def cmd(alert_id: str, action: str, cid: str = "c1", until: int | None = None) -> dict:
@@ -36,13 +37,37 @@ def test_repeats_update_one_alert_and_plain_updates_are_throttled() -> None:
     assert book.tick(80 * S, POLICY) == []  # nothing new: nothing emitted
 
 
-def test_severity_rise_is_emitted_at_once_and_never_falls() -> None:
+def test_severity_rises_at_once_and_falls_only_after_the_calm_period() -> None:
     book = AlertBook("t", "s", "m")
     book.apply(finding(), 0, POLICY)
     up = book.apply(finding("critical"), S, POLICY)
     assert [(e.record["severity"], e.notify) for e in up] == [("critical", "severity_raised")]
-    book.apply(finding("warning"), 100 * S, POLICY)
-    assert book.alerts[("limit", "vib")].severity == "critical"
+    out = []
+    for t in range(100, 300, 50):  # back to warning, but within the calm period: it holds
+        out += book.apply(finding("warning"), t * S, POLICY) + book.tick(t * S + 1, POLICY)
+    assert book.alerts[("condition", "*")].severity == "critical"
+    assert {e.record["severity"] for e in out} <= {"critical"}
+    down = book.apply(finding("warning"), 302 * S, POLICY)  # 301 s after the last critical finding
+    assert [(e.record["severity"], e.notify) for e in down] == [("warning", None)]
+    assert down[0].record["revision"] == out[-1].record["revision"] + 1  # a revision of the same alert
+    assert "severity lowered to warning" in down[0].record["note"]
+    again = book.apply(finding("critical"), 310 * S, POLICY)  # the same alert, up again at once
+    assert [(e.record["alert_id"], e.record["severity"], e.notify) for e in again] == [
+        ("t/s/m/limit/vib#1", "critical", "severity_raised")]
+
+
+def test_a_worse_contribution_that_goes_quiet_lowers_the_severity_on_the_clock() -> None:
+    book = AlertBook("t", "s", "m")
+    book.apply(finding("critical", sensor="vib"), 0, POLICY)
+    lowered = []
+    for t in range(0, 700, 30):  # only the temperature warning keeps being seen
+        seen = book.apply(finding("warning", ts=t, sensor="temp", rule="persistent_anomaly"), t * S, POLICY)
+        lowered += [e for e in seen + book.tick(t * S, POLICY) if e.record["severity"] == "warning"]
+    assert len(book.alerts) == 1
+    first = lowered[0].record  # one fall, then plain updates at the warning severity
+    assert "severity lowered to warning" in first["note"] and first["updated_at"] > 300 * S
+    rec = lowered[-1].record
+    assert rec["state"] == "open" and rec["sensors"] == ["temp", "vib"] and lowered[0].notify is None
 
 
 def test_quiet_alert_auto_resolves_then_recurrence_reopens_or_starts_new_episode() -> None:
@@ -83,11 +108,11 @@ def test_commands_follow_the_lifecycle_and_are_idempotent() -> None:
 def test_the_book_never_escalates_or_reminds_the_notifier_does() -> None:
     book = AlertBook("t", "s", "m")
     book.apply(finding("critical"), 0, POLICY)
-    book.apply(finding("warning", sensor="temp"), 0, POLICY)
+    book.apply(finding("warning", sensor="temp", rule="stuck_sensor"), 0, POLICY)
     out = []
     for t in range(10, 5000, 10):  # the conditions keep being seen, the clock runs, nobody acknowledges
         out += book.apply(finding("critical", ts=t), t * S, POLICY)
-        out += book.apply(finding("warning", ts=t, sensor="temp"), t * S, POLICY)
+        out += book.apply(finding("warning", ts=t, sensor="temp", rule="stuck_sensor"), t * S, POLICY)
         out += book.tick(t * S, POLICY)
     assert out and all(e.notify is None for e in out)  # plain updates only
     levels = {(e.record["severity"], e.record["escalation_level"]) for e in out}
@@ -106,7 +131,7 @@ def test_machine_state_round_trips_through_the_safe_state_codec() -> None:
     assert not raw.startswith(b"\x80")  # not a pickle
     restored = state_codec().decode(raw)
     assert isinstance(restored, MachineState) and restored.partition == 2
-    assert restored.book.alerts[("limit", "temp")].occurrences == 1  # the NaN reading was skipped
+    assert restored.book.alerts[("condition", "*")].occurrences == 1  # the NaN reading was skipped
     more = {"ingest_time": 60_000_000, "readings": [{"sensor": "temp", "ts": 60_000_000, "value": 121.0}]}
     assert [e.record for e in restored.on_readings(more, specs, RuleSet(), 70_000_000, POLICY)] == \
         [e.record for e in state.on_readings(more, specs, RuleSet(), 70_000_000, POLICY)]

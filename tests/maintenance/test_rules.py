@@ -107,6 +107,7 @@ def test_rule_ignores_nan_and_unknown_specs_without_crashing(rule: AlertRule) ->
                                     "maintenance.rules.persistent_anomaly", "maintenance.rules.limits",
                                     "maintenance.rules.trend", "maintenance.rules.stuck",
                                     "maintenance.rules.no_data", "maintenance.rules.clock_skew",
+                                    "maintenance.words", "maintenance.problems",
                                     "plantstream.alertstate",
                                     "plantstream.notify.config", "plantstream.notify.signing"])
 def test_docstring_examples(module: str) -> None:
@@ -205,8 +206,9 @@ def test_clock_skew_fault_of_the_simulator_is_found_from_sent_at() -> None:
 
 def test_limit_title_severity_and_evidence_agree_after_a_critical_breach() -> None:
     """A cold pump: flow far below the critical limit, then between critical and warning. The
-    alert stays critical (severity only rises), so its title and evidence name the critical
-    limit and the reading that crossed it, with the latest reading alongside."""
+    alert stays critical (within the calm period severity does not fall), so its title and
+    evidence name the critical limit and the reading that crossed it, with the latest reading
+    alongside, in plain words."""
     from maintenance.lifecycle import AlertBook, Policy
 
     spec = {"unit": "m3/h", "warning_low": 3.0, "critical_low": 2.0}
@@ -215,20 +217,22 @@ def test_limit_title_severity_and_evidence_agree_after_a_critical_breach() -> No
     for i, v in enumerate((0.5, 1.5, 2.6, 2.8, 2.9)):
         t = i * 1_000_000
         for f in rule.update(Reading("flow", t, v, t, spec, arrived=t)):
-            alerts += [e.record for e in book.apply(f, t, policy)]
-    book_alert = book.alerts[("limit", "flow")].record()
+            alerts += [e.record for e in book.apply(f, t, policy, unit="m3/h")]
+    book_alert = book.alerts[("condition", "*")].record()
     for rec in [*alerts, book_alert]:
-        assert rec["severity"] == "critical"
-        assert "below critical limit 2" in rec["title"] and "warning limit" not in rec["title"].split("(")[0]
+        assert rec["severity"] == "critical" and rec["sensors"] == ["flow"]
+        assert "critical limit 2 m3/h crossed" in rec["title"] and "warning limit" not in rec["title"]
         assert rec["evidence"]["limit"] == 2.0 and rec["evidence"]["value"] < 2.0
     # the last reading beyond the critical limit, and the latest one
-    assert book_alert["evidence"] == {"value": 1.5, "limit": 2.0, "current_value": 2.9, "current_limit": 3.0}
-    assert book_alert["title"] == "flow 1.5 m3/h below critical limit 2 (now 2.9 m3/h, below warning limit 3)"
+    assert {k: v for k, v in book_alert["evidence"].items() if "." not in k} == {
+        "value": 1.5, "limit": 2.0, "side": -1.0, "current_value": 2.9, "current_limit": 3.0}
+    assert book_alert["evidence"]["flow.limit.current_value"] == 2.9
+    assert book_alert["title"] == "Flow 1.5 m3/h; critical limit 2 m3/h crossed (now 2.9 m3/h)"
     # after the hold, a new warning-only breach is a warning again (a new alert by then)
     later = 7201 * 1_000_000 + 4_000_000
     (f,) = rule.update(Reading("flow", later, 2.9, later, spec, arrived=later))
-    assert (f.severity, f.evidence, f.title) == ("warning", {"value": 2.9, "limit": 3.0},
-                                                 "flow 2.9 m3/h below warning limit 3")
+    assert (f.severity, f.evidence, f.title) == ("warning", {"value": 2.9, "limit": 3.0, "side": -1.0},
+                                                 "Flow 2.9 m3/h, below its warning limit 3 m3/h")
 
 
 def test_rules_pickled_by_the_previous_version_still_load() -> None:

@@ -32,6 +32,7 @@ class Reading:
     spec: dict[str, Any] | None = None
     arrived: int = 0  # wall clock when the maintenance service saw it, microseconds
     sent_at: int | None = None  # gateway clock when it sent the batch (reading_batch v2), microseconds
+    gateway: str = ""  # the gateway device that sent it (per-gateway rules: clock skew)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class Anomaly:
     threshold: float
     share: float = 1.0
     value: float | None = None
+    model: str = ""  # the detector: dropout and stuck are sensor faults, the others machine behaviour
+    window_start: int = 0  # first sample time of the anomaly episode, microseconds
 
 
 Observation = Reading | Anomaly
@@ -62,6 +65,9 @@ class Finding:
     evidence: dict[str, float] = field(default_factory=dict)
     count: int = 1  # occurrences this finding stands for
     action: str | None = None
+    sensors: tuple[str, ...] = ()  # every sensor the finding covers when more than ``sensor`` (no data)
+    detector: str = ""  # the anomaly detector behind a persistent_anomaly finding
+    subject: str = ""  # what a per-gateway finding is about: the gateway id
 
 
 class AlertRule:
@@ -75,6 +81,7 @@ class AlertRule:
     """
 
     name: ClassVar[str] = "rule"
+    scope: ClassVar[str] = "sensor"  # one instance per sensor, or "gateway": one per gateway
 
     def update(self, obs: Observation) -> list[Finding]:
         """Learn from one observation; return the findings it triggers (usually none)."""

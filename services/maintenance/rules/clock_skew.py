@@ -6,11 +6,14 @@ import statistics
 from collections import deque
 
 from maintenance.rules.base import AlertRule, Finding, Observation, Reading
+from maintenance.words import duration
 
 
 class ClockSkew(AlertRule):
     """Finds a condition when the gateway's clock is more than ``max_skew_s`` seconds off the
-    platform clock. ``max_skew_s=0`` turns the rule off.
+    platform clock. ``max_skew_s=0`` turns the rule off. A clock belongs to the gateway, not to
+    a sensor: the service keeps one instance per gateway (``scope``), and its finding's subject
+    is the gateway.
 
     The measure is the batch's send time on the gateway clock (``sent_at``, reading_batch v2)
     against the platform clock at ingest: ``ingest_time - sent_at`` is the skew plus the
@@ -37,10 +40,11 @@ class ClockSkew(AlertRule):
     [0, 0, 0]
     >>> found = rule.update(old(-120, 0)) + rule.update(old(-121, 0))  # gateway clock 2 min ahead
     >>> [(f.title, f.evidence["skew_s"]) for f in found]
-    [('temp: gateway clock 121 s ahead of the platform clock', -121.0)]
+    [('Gateway clock 2 min ahead of the platform clock', -121.0)]
     """
 
     name = "clock_skew"
+    scope = "gateway"
 
     def __init__(self, max_skew_s: float = 300.0, window: int = 20, batch_window: int = 5) -> None:
         self.max_skew_s = max_skew_s
@@ -86,10 +90,11 @@ class ClockSkew(AlertRule):
 
     def _finding(self, obs: Reading, skew: float, from_sent_at: bool) -> Finding:
         how = "ahead of" if skew < 0 else "behind"
-        title = f"{obs.sensor}: gateway clock {abs(skew):.0f} s {how} the platform clock"
+        who = f"Gateway {obs.gateway}" if obs.gateway else "Gateway"
+        title = f"{who} clock {duration(abs(skew))} {how} the platform clock"
         if not from_sent_at:
             title += " (judged from sample times: the gateway does not send sent_at)"
         return Finding(self.name, obs.sensor, "warning", title, obs.ts,
                        {"skew_s": float(skew), "max_skew_s": float(self.max_skew_s),
                         "from_sent_at": float(from_sent_at)},
-                       action="Fix the gateway's time synchronisation (NTP).")
+                       action="Fix the gateway's time synchronisation (NTP).", subject=obs.gateway)

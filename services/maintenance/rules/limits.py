@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from maintenance.rules.base import AlertRule, Finding, Observation, Reading, severity_rank
+from maintenance.words import num, sensor_name, value_with_unit
 
 _CHECKS = (("critical", "critical_high", 1), ("critical", "critical_low", -1),
            ("warning", "warning_high", 1), ("warning", "warning_low", -1))
@@ -17,9 +18,9 @@ class _Breach:
     limit: float
     value: float
 
-    @property
-    def words(self) -> str:
-        return f"{'above' if self.side > 0 else 'below'} {self.severity} limit {self.limit:.4g}"
+    def words(self, unit: str) -> str:
+        where = "above" if self.side > 0 else "below"
+        return f"{where} its {self.severity} limit {value_with_unit(self.limit, unit)}"
 
 
 class LimitRule(AlertRule):
@@ -48,10 +49,11 @@ class LimitRule(AlertRule):
     [('critical', 'Check lubrication.')]
     >>> [(f.severity, f.title, f.evidence) for f in rule.update(r(85.0, 60_000_000))]  # still hot
     ... # doctest: +NORMALIZE_WHITESPACE
-    [('critical', 'bearing_temp 99 degC above critical limit 95 (now 85 degC, above warning limit 80)',
-      {'value': 99.0, 'limit': 95.0, 'current_value': 85.0, 'current_limit': 80.0})]
+    [('critical', 'Bearing temperature 99 degC, above its critical limit 95 degC
+      (now 85, above its warning limit 80 degC)',
+      {'value': 99.0, 'limit': 95.0, 'side': 1.0, 'current_value': 85.0, 'current_limit': 80.0})]
     >>> [(f.severity, f.title) for f in rule.update(r(85.0, 2 * 7200 * 10**6))]  # much later
-    [('warning', 'bearing_temp 85 degC above warning limit 80')]
+    [('warning', 'Bearing temperature 85 degC, above its warning limit 80 degC')]
     """
 
     name = "limit"
@@ -81,10 +83,10 @@ class LimitRule(AlertRule):
             worst = breach
         self._worst, self._last_at = worst, now
         unit = spec.get("unit", "")
-        title = f"{obs.sensor} {worst.value:.4g} {unit} {worst.words}"
-        evidence = {"value": worst.value, "limit": worst.limit}
+        title = f"{sensor_name(obs.sensor)} {value_with_unit(worst.value, unit)}, {worst.words(unit)}"
+        evidence = {"value": worst.value, "limit": worst.limit, "side": float(worst.side)}
         if worst is not breach:
-            title += f" (now {v:.4g} {unit}, {breach.words})"
+            title += f" (now {num(v)}, {breach.words(unit)})"
             evidence.update(current_value=v, current_limit=breach.limit)
         return [Finding(self.name, obs.sensor, worst.severity, title, obs.ts, evidence,
                         action=spec.get("recommended_action"))]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from maintenance.rules.base import AlertRule, Finding, Observation, Reading
+from maintenance.words import duration, sensor_name
 
 
 class NoData(AlertRule):
     """Finds a condition when no reading of a sensor that has reported before arrived for
-    ``max_silence_s`` seconds of wall-clock time (``0`` turns the rule off).
+    ``max_silence_s`` seconds of wall-clock time (``0`` turns the rule off). The service
+    merges the findings of a machine's silent sensors into one alert (maintenance.problems).
 
     >>> rule = NoData(max_silence_s=60)
     >>> rule.check(now=10**9)  # never reported: nothing to miss
@@ -41,7 +43,7 @@ class NoData(AlertRule):
         silence = (now - self._last_arrival) / 1e6
         if silence <= self.max_silence_s:
             return []
-        title = f"{self._sensor}: no data for {silence / 60:.1f} min"
+        title = f"{sensor_name(self._sensor)}: no data for {duration(silence)}"
         return [Finding(self.name, self._sensor, "warning", title, now,
                         {"silence_s": silence, "last_ts_s": self._last_ts / 1e6},
                         action="Check the gateway and the sensor's connection.")]

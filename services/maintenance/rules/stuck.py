@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from maintenance.rules.base import AlertRule, Finding, Observation, Reading
+from maintenance.words import duration, sensor_name, value_with_unit
 
 
 class StuckSensor(AlertRule):
@@ -34,10 +35,12 @@ class StuckSensor(AlertRule):
             self._value, self._since, self._run = obs.value, obs.ts, 1
             return []
         self._run += 1
-        duration = (obs.ts - self._since) / 1e6
-        if self._run < self.min_readings or duration < self.min_duration_s:
+        lasting = (obs.ts - self._since) / 1e6
+        if self._run < self.min_readings or lasting < self.min_duration_s:
             return []
-        title = f"{obs.sensor} stuck at {obs.value:.4g} for {self._run} readings ({duration / 60:.0f} min)"
-        evidence = {"value": obs.value, "readings": float(self._run), "duration_s": duration}
+        unit = (obs.spec or {}).get("unit", "")
+        title = (f"{sensor_name(obs.sensor)} stuck at {value_with_unit(obs.value, unit)} "
+                 f"for {duration(lasting)} ({self._run} readings without change)")
+        evidence = {"value": obs.value, "readings": float(self._run), "duration_s": lasting}
         return [Finding(self.name, obs.sensor, "warning", title, obs.ts, evidence,
                         action="Check the sensor and its wiring; the value has not changed.")]

@@ -8,6 +8,7 @@ import numpy as np
 
 from maintenance.robust import theil_sen, time_to_limit
 from maintenance.rules.base import AlertRule, Finding, Observation, Reading
+from maintenance.words import hours, hours_band, num, sensor_name, value_with_unit
 
 _US_PER_HOUR = 3_600_000_000
 
@@ -29,6 +30,8 @@ class TrendToLimit(AlertRule):
     (7, 'warning', 24.0, 1.5)
     >>> [h for h, f in found if f.severity == "critical"][0]  # 6 h left at 86 degC (hour 24)
     25
+    >>> f.title
+    'Temperature rising 1.5 degC/h: critical limit 95 degC in about 24.0 h (24.0-24.0 h)'
     """
 
     name = "trend_to_limit"
@@ -78,8 +81,11 @@ class TrendToLimit(AlertRule):
             if ttl is None or ttl.expected > self.horizon_h:
                 continue
             severity = "critical" if ttl.expected <= self.critical_horizon_h else "warning"
-            title = (f"{obs.sensor} trending to its critical limit {limit:.4g} {spec.get('unit', '')}: "
-                     f"about {ttl.expected:.1f} h left ({ttl.low:.1f}-{ttl.high:.1f} h)")
+            unit = spec.get("unit", "")
+            way = "rising" if fit.slope > 0 else "falling"
+            title = (f"{sensor_name(obs.sensor)} {way} {num(abs(fit.slope))} {unit}/h: critical limit "
+                     f"{value_with_unit(float(limit), unit)} in about {hours(ttl.expected)} "
+                     f"({hours_band(ttl.low, ttl.high)})")
             evidence = {"hours_to_limit": ttl.expected, "hours_to_limit_low": ttl.low,
                         "hours_to_limit_high": ttl.high, "slope_per_hour": fit.slope,
                         "value": fit.level_end, "limit": float(limit), "points": float(fit.n)}
