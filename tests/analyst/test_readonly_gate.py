@@ -13,6 +13,7 @@ import pytest
 from analyst_attacks import ATTACKS, EVIL_MACHINE, ORDINARY, ROWS, seed
 from clickhouse_connect.driver.client import Client
 
+from plantstream.db import reports
 from plantstream.db.clickhouse import connect
 from plantstream.db.readonly import (
     LIMITS,
@@ -279,3 +280,21 @@ def test_engine_errors_are_failures_not_refusals(archive: Archive) -> None:
     with pytest.raises(QueryFailed) as failed:  # the message quotes a gateway's id: escaped
         archive.every.arrow("SELECT toInt32(machine) FROM rejected")
     assert "press\\u001b[31m1" in str(failed.value) and "\x1b" not in str(failed.value)
+
+
+CANNED = {"health": reports.health, "anomalous": reports.anomalous_sensors, "alerts": reports.alerts,
+          "data-quality": reports.data_quality}
+
+
+@pytest.mark.parametrize("tenant", [None, "acme"])
+@pytest.mark.parametrize("name", sorted(CANNED))
+def test_canned_reports_pass_the_gate_and_keep_to_their_tenant(archive: Archive, name: str,
+                                                               tenant: str | None) -> None:
+    """Regression: `report health --tenant X` failed (ClickHouse took the alias
+    `any(tenant) AS tenant` for the column in WHERE)."""
+    table = archive.every.arrow(CANNED[name](tenant))
+    assert table.num_columns > 0
+    if name == "health":
+        assert table.num_rows == (1 if tenant else len(ROWS))  # one machine per tenant was seeded
+    if tenant is not None and "tenant" in table.column_names:
+        assert set(table.column("tenant").to_pylist()) <= {tenant}

@@ -66,9 +66,9 @@ WITH
         FROM anomalies {_where(_tenant(tenant), f"ts >= {since}")} GROUP BY tenant, site, machine),
   s AS (SELECT tenant, site, machine, countIf(current_state != 'resolved') AS open_alerts,
                countIf(current_state != 'resolved' AND current_severity = 'critical') AS critical_open
-        FROM (SELECT alert_id, any(tenant) AS tenant, any(site) AS site, any(machine) AS machine,
+        FROM (SELECT alert_id, tenant, site, machine,  -- one machine per alert id: grouped, not any()
                      argMax(state, revision) AS current_state, argMax(severity, revision) AS current_severity
-              FROM alerts {_where(_tenant(tenant))} GROUP BY alert_id)
+              FROM alerts {_where(_tenant(tenant))} GROUP BY alert_id, tenant, site, machine)
         GROUP BY tenant, site, machine)
 SELECT r.tenant AS tenant, r.site AS site, r.machine AS machine, r.last_seen AS last_seen,
        r.readings AS readings_{h}h, r.sensors AS sensors_{h}h,
