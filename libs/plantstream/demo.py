@@ -4,6 +4,7 @@ then a summary of what every stage did. The stack stays up for exploration after
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -12,12 +13,12 @@ from typing import Any
 from plantstream.assets import publish_assets
 from plantstream.errors import PlantstreamError
 from plantstream.gateway.sender import SendReport, send_batches
-from plantstream.gateway.simulator import Factory
+from plantstream.gateway.simulator import DEFAULT_TENANT, Factory
 from plantstream.gateway.truth import FaultWindow
 from plantstream.kafka import check_broker, create_topics
 from plantstream.lag import group_lags, unread_messages
 from plantstream.settings import Settings
-from plantstream.supervisor import SERVICES, start, status
+from plantstream.supervisor import APPS, SERVICES, start, status
 
 Echo = Callable[[str], None]
 
@@ -33,14 +34,35 @@ class DemoRun:
 
 
 def start_stack(settings: Settings, echo: Echo) -> None:
-    """Topics, then the five services (archival migrates ClickHouse on start)."""
+    """Topics, then the six services (archival migrates ClickHouse on start) and the board."""
     check_broker(settings)
     created = [t for t, state in create_topics(settings).items() if state == "created"]
     echo(f"topics: {len(created)} created" if created else "topics: all present")
-    for name in SERVICES:
+    for name in SERVICES + APPS:
         pid = start(settings, name)
         echo(f"service {name}: pid {pid}")
     wait_for_members(settings, echo)
+
+
+DEMO_USER = "demo"
+
+
+def board_login(settings: Settings, tenant: str = DEFAULT_TENANT) -> tuple[str, str, str]:
+    """The board's URL and a login for the demo's tenant: user ``demo`` with a random password,
+    made on the first demo and kept (mode 0600) next to the user file, so every later demo can
+    say it again (the user file itself holds only the salted hash)."""
+    from board.users import add_user
+
+    users = settings.board_users or settings.home / "board-users.yaml"
+    secret = users.with_name("board-demo-password")
+    if not secret.exists():
+        secret.parent.mkdir(parents=True, exist_ok=True)
+        secret.touch(mode=0o600)
+        secret.write_text(secrets.token_urlsafe(12))
+    password = secret.read_text().strip()
+    add_user(users, DEMO_USER, tenant, password)
+    host, _, port = settings.board_address.rpartition(":")
+    return f"http://{host or '127.0.0.1'}:{port}/", DEMO_USER, password
 
 
 def wait_for_members(settings: Settings, echo: Echo, timeout: float = 120.0) -> None:

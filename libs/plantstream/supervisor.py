@@ -19,6 +19,10 @@ from plantstream.settings import Settings
 
 # Appended, not in pipeline order: a service's index fixes its metrics port (base + 10 * index).
 SERVICES = ("ingest", "validation", "anomaly", "maintenance", "archival", "notifier")
+# Started and stopped with the services, but not a pipeline stage (no consumer group, no lag):
+# the web app for maintenance staff.
+APPS = ("board",)
+RUNNABLE = SERVICES + APPS
 
 
 @dataclass
@@ -75,12 +79,12 @@ def metrics_port_for(base: str, service: str, copy: int) -> int | None:
     if copy >= 10:
         raise PlantstreamError(f"metrics ports are base + 10 * service + copy: copy {copy} of {service} "
                                "needs PLANTSTREAM_METRICS_PORT=auto")
-    return n + 10 * SERVICES.index(service) + copy
+    return n + 10 * RUNNABLE.index(service) + copy
 
 
 def start(settings: Settings, service: str, copy: int = 0, env: dict[str, str] | None = None) -> int:
-    if service not in SERVICES:
-        raise PlantstreamError(f"unknown service {service!r}; choose from {', '.join(SERVICES)}")
+    if service not in RUNNABLE:
+        raise PlantstreamError(f"unknown service {service!r}; choose from {', '.join(RUNNABLE)}")
     pidfile, logfile = _paths(settings, service, copy)
     if pidfile.exists():
         try:

@@ -241,3 +241,20 @@ def test_add_user_command_stores_a_hash_the_board_accepts(tmp_path: Path,
     short = CliRunner().invoke(cli, ["board", "add-user", "bo", "--tenant", "demo", "--password-stdin"],
                                input="short\n")
     assert short.exit_code == 1 and "at least 8 characters" in short.output
+
+
+def test_the_demo_login_is_made_once_kept_private_and_works(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from plantstream.demo import board_login
+    from plantstream.settings import Settings
+
+    s = replace(Settings.from_env(), home=tmp_path, board_users=None, board_address="127.0.0.1:8126")
+    url, user, password = board_login(s)
+    assert url == "http://127.0.0.1:8126/" and user == "demo" and len(password) >= 12
+    assert board_login(s) == (url, user, password)  # a later demo says the same login again
+    assert (tmp_path / "board-demo-password").stat().st_mode & 0o077 == 0
+    assert password not in (tmp_path / "board-users.yaml").read_text()  # only its salted hash
+    found = UserFile(tmp_path / "board-users.yaml").authenticate("demo", password)
+    assert found is not None and found.tenant == "demo"
+    assert UserFile(tmp_path / "board-users.yaml").authenticate("demo", password + "x") is None

@@ -18,7 +18,7 @@ from plantstream.cli.common import friendly_errors, print_table, settings
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
 @friendly_errors
 def demo(seconds: float, machines: int, faulty: int, rate: float, seed: int, json_out: str | None) -> None:
-    """Start the five services, simulate a factory with faults, print what every stage did.
+    """Start the six services and the board, simulate a factory with faults, print what every stage did.
 
     Expects the broker to run (`make demo` starts it). The services keep running afterwards:
     try `plantstream status`, `plantstream alerts list`, `plantstream sql`; `make down` stops all.
@@ -46,6 +46,10 @@ def demo(seconds: float, machines: int, faulty: int, rate: float, seed: int, jso
         with open(json_out, "w") as fh:
             json.dump({"summary": summary, "sent_readings": run.report.readings,
                        "truth": [w.to_dict() for w in run.truth]}, fh, indent=2, default=str)
+    url, user, password = d.board_login(s)
+    click.secho("\nMaintenance board", bold=True)
+    click.echo(f"  {url}  (log in as {user!r}, password {password!r}; more users: "
+               "`plantstream board add-user NAME --tenant demo`)")
     click.echo("\nThe stack is still running: `plantstream status`, `plantstream alerts list`, "
                "`plantstream sql`; stop it with `make down`.")
 

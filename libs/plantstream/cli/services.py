@@ -7,11 +7,11 @@ import importlib
 import click
 
 from plantstream.cli.common import friendly_errors, print_table, settings
-from plantstream.supervisor import SERVICES
+from plantstream.supervisor import APPS, RUNNABLE
 
 
 @click.command("run")
-@click.argument("service", type=click.Choice(SERVICES))
+@click.argument("service", type=click.Choice(RUNNABLE))
 def run(service: str) -> None:
     """Run SERVICE in the foreground (what `python -m SERVICE` does)."""
     importlib.import_module(f"{service}.service").main()
@@ -23,22 +23,22 @@ def services() -> None:
 
 
 @services.command("start")
-@click.argument("names", nargs=-1, type=click.Choice(SERVICES))
+@click.argument("names", nargs=-1, type=click.Choice(RUNNABLE))
 @click.option("--copies", default=1, show_default=True, help="Copies of each service (same group).")
 @friendly_errors
 def services_start(names: tuple[str, ...], copies: int) -> None:
-    """Start NAMES (default: all five services)."""
+    """Start NAMES (default: the six services and the board)."""
     from plantstream import supervisor
 
     s = settings()
-    for name in names or SERVICES:
-        for copy in range(copies):
+    for name in names or RUNNABLE:
+        for copy in range(1 if name in APPS else copies):
             pid = supervisor.start(s, name, copy)
             click.echo(f"{name}-{copy}: pid {pid}, log {s.home / 'logs' / f'{name}-{copy}.log'}")
 
 
 @services.command("stop")
-@click.argument("names", nargs=-1, type=click.Choice(SERVICES))
+@click.argument("names", nargs=-1, type=click.Choice(RUNNABLE))
 @friendly_errors
 def services_stop(names: tuple[str, ...]) -> None:
     """Stop NAMES (default: all): SIGTERM, so each commits its batch before leaving."""
