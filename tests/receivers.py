@@ -35,7 +35,8 @@ class Hook:
 
 @dataclass
 class WebhookReceiver:
-    """Records every POST; answers 200."""
+    """Records every POST; answers 200, or a 307 redirect to ``/landed`` for paths under
+    ``/redirect`` (a receiver trying to send the platform elsewhere)."""
 
     received: list[Hook] = field(default_factory=list)
 
@@ -46,7 +47,11 @@ class WebhookReceiver:
             def do_POST(self) -> None:  # noqa: N802 (http.server API)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.received.append(Hook(self.path, dict(self.headers.items()), body, time.monotonic()))
-                self.send_response(200)
+                if self.path.startswith("/redirect"):
+                    self.send_response(307)
+                    self.send_header("Location", receiver.url("/landed"))
+                else:
+                    self.send_response(200)
                 self.end_headers()
 
             def log_message(self, *_: Any) -> None:

@@ -70,8 +70,8 @@ def test_webhook_delivery_is_signed_and_recorded(monkeypatch: pytest.MonkeyPatch
     assert [(a["attempt"], a["outcome"], a["detail"]) for a in attempts] == [(1, "delivered", "HTTP 200")]
     assert attempts[0]["attempt_id"] == f"{ALERT['alert_id']}@2/webhook/{hooks.url('/in')}/1"
     (hook,) = hooks.received
-    assert verify(hook.body, "s3", hook.headers["X-Plantstream-Signature"])
-    assert not verify(hook.body, "wrong", hook.headers["X-Plantstream-Signature"])
+    assert verify(hook.body, "s3", hook.headers)
+    assert not verify(hook.body, "wrong", hook.headers)
     assert hook.json == {"reason": "raised", "alert": ALERT}
     assert hook.headers["Idempotency-Key"] == f"{ALERT['alert_id']}@2"
 

@@ -13,7 +13,7 @@ from plantstream.notify.config import (
     parse_duration,
 )
 from plantstream.notify.delivery import Item, Notifier
-from plantstream.notify.signing import sign, verify
+from plantstream.notify.signing import sign_headers, verify
 
 __all__ = ["Escalation", "Item", "Notifier", "NotifyConfig", "QuietHours", "Route", "Target",
-           "load_notify_config", "parse_duration", "sign", "verify"]
+           "load_notify_config", "parse_duration", "sign_headers", "verify"]

@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import smtplib
 import urllib.error
+import urllib.parse
 import urllib.request
 from email.message import EmailMessage
 from typing import Any
 
 from plantstream.errors import PlantstreamError
 from plantstream.notify.config import Smtp
-from plantstream.notify.signing import SIGNATURE_HEADER, sign
+from plantstream.notify.signing import sign_headers
 
 
 class DeliveryFailed(PlantstreamError):
@@ -30,15 +31,29 @@ def webhook_body(alert: dict[str, Any], reason: str,
     return json.dumps(doc, sort_keys=True, default=str).encode()
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, not a new target: a receiver cannot send the signed body (or
+    the platform's requests) somewhere else, e.g. to an internal address."""
+
+    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def post_webhook(url: str, body: bytes, secret: str, idempotency_key: str, timeout: float) -> str:
-    """POST ``body``; return the status line on 2xx, raise DeliveryFailed otherwise."""
+    """POST ``body`` (signed per Standard Webhooks when there is a secret); return the status
+    line on 2xx, raise DeliveryFailed otherwise (a 3xx included: redirects are not followed)."""
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise DeliveryFailed(f"webhook URL scheme of {url!r} refused: only http and https")
     headers = {"Content-Type": "application/json", "User-Agent": "plantstream-notify",
                "Idempotency-Key": idempotency_key}
     if secret:
-        headers[SIGNATURE_HEADER] = sign(body, secret)
+        headers.update(sign_headers(idempotency_key, body, secret))
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (configured URL)
+        with _OPENER.open(req, timeout=timeout) as resp:  # noqa: S310 (configured http(s) URL)
             return f"HTTP {resp.status}"
     except urllib.error.HTTPError as exc:
         raise DeliveryFailed(f"HTTP {exc.code} {exc.reason}") from None

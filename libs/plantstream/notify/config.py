@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from pathlib import Path
@@ -178,6 +179,8 @@ def _route(i: int, r: Any) -> Route:
     for h in hooks if isinstance(hooks, list) else [hooks]:
         if not isinstance(h, dict) or not h.get("url"):
             raise ConfigError(f"route {name}: webhook needs a 'url'")
+        if urllib.parse.urlsplit(str(h["url"])).scheme not in ("http", "https"):
+            raise ConfigError(f"route {name}: webhook url {h['url']!r} must be http:// or https://")
         targets.append(Target("webhook", str(h["url"]), _secret(h, "secret_env", f"route {name}"), name))
     mails = r.get("email") or []
     for addr in mails if isinstance(mails, list) else [mails]:
