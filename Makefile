@@ -60,8 +60,11 @@ logs: ## follow the broker log
 lint: $(VENV)/.stamp ## ruff
 	$(VENV)/bin/ruff check .
 
-test: install ## run the whole test suite against a real broker and embedded ClickHouse
-	$(PY) -m pytest -q -ra
+test: install ## run the test suite against a real broker and embedded ClickHouse (all but `make faults`)
+	$(PY) -m pytest -q -ra -m "not faults"
+
+faults: install ## fault-injection runs: broker restart under running services, then make down / make up with more traffic
+	$(PY) -m pytest -q -ra -m faults
 
 test-unit: $(VENV)/.stamp ## only tests that need no broker
 	$(PY) -m pytest -q -m "not integration"

@@ -291,8 +291,14 @@ CANNED = {"health": reports.health, "anomalous": reports.anomalous_sensors, "ale
 def test_canned_reports_pass_the_gate_and_keep_to_their_tenant(archive: Archive, name: str,
                                                                tenant: str | None) -> None:
     """Regression: `report health --tenant X` failed (ClickHouse took the alias
-    `any(tenant) AS tenant` for the column in WHERE)."""
-    table = archive.every.arrow(CANNED[name](tenant))
+    `any(tenant) AS tenant` for the column in WHERE). A session of its own: after the attack
+    table, the shared session once answered the alerts report's parse with stray bytes (an
+    open bug, see the notes)."""
+    session = AnalystSession(connect(archive.url), Scope(None))
+    try:
+        table = session.arrow(CANNED[name](tenant))
+    finally:
+        session.close()
     assert table.num_columns > 0
     if name == "health":
         assert table.num_rows == (1 if tenant else len(ROWS))  # one machine per tenant was seeded
