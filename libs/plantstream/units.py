@@ -109,3 +109,19 @@ def convert(value: float, from_unit: str, to_unit: str) -> float:
 
 def known_units() -> list[str]:
     return sorted(_QUANTITY_OF)
+
+
+def duration(seconds: float) -> str:
+    """A length of time in the unit a person would use (alert titles, the board).
+
+    >>> duration(45), duration(900), duration(5400), duration(200_000)
+    ('45 s', '15 min', '1.5 h', '2.3 days')
+    """
+    seconds = max(seconds, 0.0)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} days"

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plantstream.alertstate import ALLOWED
+from plantstream.units import duration
 
 SEVERITIES = ("critical", "warning", "info")
 STATE_FILTERS = ("unresolved", "open", "acknowledged", "resolved", "all")
@@ -101,17 +102,10 @@ def fmt_time(us: int | None) -> str:
 
 
 def fmt_ago(us: int | None, now_us: int) -> str:
-    """'42 s ago', '5 min ago', '3.2 h ago', '2.0 d ago' (or 'never')."""
+    """'42 s ago', '5 min ago', '3.2 h ago', '2.0 days ago' (or 'never'): the alerts' own units."""
     if not us:
         return "never"
-    s = max(0.0, (now_us - us) / 1e6)
-    if s < 90:
-        return f"{s:.0f} s ago"
-    if s < 5400:
-        return f"{s / 60:.0f} min ago"
-    if s < 172800:
-        return f"{s / 3600:.1f} h ago"
-    return f"{s / 86400:.1f} d ago"
+    return f"{duration((now_us - us) / 1e6)} ago"
 
 
 def fmt_number(v: float) -> str:

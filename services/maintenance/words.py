@@ -19,6 +19,8 @@ Why one module: every rule and the alert book describe values the same way, so a
 
 from __future__ import annotations
 
+from plantstream.units import duration  # noqa: F401 - part of this module's vocabulary
+
 _WORDS = {"temp": "temperature", "vib": "vibration", "rpm": "speed", "cur": "current"}
 TEMPERATURE_UNITS = ("degC", "degF", "K", "°C", "°F")
 
@@ -41,18 +43,6 @@ def num(value: float) -> str:
 
 def value_with_unit(value: float, unit: str) -> str:
     return f"{num(value)} {unit}".rstrip()
-
-
-def duration(seconds: float) -> str:
-    """A length of time in the unit a person would use."""
-    seconds = max(seconds, 0.0)
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172_800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86_400:.1f} days"
 
 
 def hours(h: float) -> str:
