@@ -201,6 +201,7 @@ class ReliableProducer:
         while True:
             try:
                 self._producer.produce(out.topic, out.value, out.key, headers=out.headers,
+                                       partition=-1 if out.partition is None else out.partition,
                                        on_delivery=self.tracker)
                 return
             except BufferError:

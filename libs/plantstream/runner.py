@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from plantstream.consumerlag import ConsumerLagMeter
 from plantstream.deadletter import DeadLetters, Source
 from plantstream.errors import PlantstreamError
-from plantstream.kafka import Output, consumer_config
+from plantstream.kafka import Output, consumer_config, next_offsets
 from plantstream.metrics import ServiceMetrics
 from plantstream.settings import Settings
 from plantstream.store import PartitionStore
@@ -111,16 +111,49 @@ def check_messages(msgs: list[Message], at_end: set[tuple[str, int]] | None = No
     return good
 
 
-def _rewind(consumer: Consumer, msgs: Sequence[Message]) -> None:
-    first: dict[tuple[str, int], int] = {}
-    for m in msgs:
-        k = (m.topic(), m.partition())
-        first[k] = min(first.get(k, m.offset()), m.offset())
-    for (topic, partition), offset in first.items():
-        try:
-            consumer.seek(TopicPartition(topic, partition, offset))
-        except KafkaException as exc:  # partition no longer ours: its new owner re-reads it
-            log.info("rewind skipped", extra={"topic": topic, "partition": partition, "error": str(exc)})
+class Carry:
+    """The input of a batch whose transaction did not commit (broker away, producer wedged):
+    processed again, in order, before any later input of its partitions.
+
+    The batch stays in memory instead of being re-read: a seek back to it is asynchronous in
+    librdkafka and was measured to lose it (the broker-restart fault test: a validation batch
+    whose producer wedged was never re-read, and a later commit moved the group past it). While
+    a batch is carried the assigned partitions are paused, so it cannot grow without bound;
+    anything consumed meanwhile is appended. A partition that moves to another copy drops its
+    carried messages: the new owner reads them again from the committed offset."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.messages)
+
+    def hold(self, consumer: Consumer, msgs: list[Message]) -> None:
+        self.messages = list(msgs)
+        if msgs:
+            log.warning("batch not committed; it is processed again", extra={"messages": len(msgs)})
+            _pause(consumer, True)
+
+    def take(self, consumer: Consumer, gathered: list[Message]) -> list[Message]:
+        """The carried messages followed by ``gathered``; the carry is emptied."""
+        if not self.messages:
+            return gathered
+        msgs, self.messages = self.messages + gathered, []
+        _pause(consumer, False)
+        return msgs
+
+    def drop(self, parts: list[TopicPartition]) -> None:
+        gone = {(p.topic, p.partition) for p in parts}
+        self.messages = [m for m in self.messages if (m.topic(), m.partition()) not in gone]
+
+
+def _pause(consumer: Consumer, paused: bool) -> None:
+    try:
+        owned = consumer.assignment()
+        if owned:
+            (consumer.pause if paused else consumer.resume)(owned)
+    except KafkaException as exc:  # pausing only bounds memory; correctness does not need it
+        log.info("pause/resume skipped", extra={"error": str(exc)})
 
 
 def run_processor(
@@ -155,17 +188,18 @@ def run_processor(
     consumer = Consumer(consumer_config(settings, group, **overrides))
     producer = transactional_producer(settings, processor.name)
     assigned_at: list[float] = []  # idle time counts from the first assignment, not the join
+    carry = Carry()
     consumer.subscribe(
         topics,
         on_assign=lambda _c, parts: (_on_assign(processor, parts), assigned_at.append(time.monotonic())),
-        on_revoke=lambda _c, parts: _on_revoke(processor, parts),
-        on_lost=lambda _c, parts: _on_revoke(processor, parts),
+        on_revoke=lambda _c, parts: (carry.drop(parts), _on_revoke(processor, parts)),
+        on_lost=lambda _c, parts: (carry.drop(parts), _on_revoke(processor, parts)),
     )
     last_input = last_tick = last_catch_up = time.monotonic()
     lag = ConsumerLagMeter(metrics)
     try:
         while not stop.stopping:
-            msgs = _gather(consumer, batch_size, max_wait, poll_timeout, stop, at_end)
+            msgs = carry.take(consumer, _gather(consumer, batch_size, max_wait, poll_timeout, stop, at_end))
             lag.maybe_update(consumer)
             now = time.monotonic()
             if processor.tick_seconds is not None and now - last_tick >= processor.tick_seconds:
@@ -173,8 +207,8 @@ def run_processor(
                 if processor.stores and not any(st.partitions() for st in processor.stores):
                     pass  # nothing owned yet: no timers to serve
                 else:
-                    producer = _run_step(producer, consumer, processor, settings, [],
-                                         lambda _msgs: processor.tick(time.time_ns() // 1000), metrics)
+                    producer, _ = _run_step(producer, consumer, processor, settings, [],
+                                            lambda _msgs: processor.tick(time.time_ns() // 1000), metrics)
             if not msgs:
                 if now - last_catch_up >= CATCH_UP_S:
                     last_catch_up = now
@@ -187,7 +221,9 @@ def run_processor(
                         break
                 continue
             last_input = now
-            producer = _run_step(producer, consumer, processor, settings, msgs, processor.process, metrics)
+            producer, failed = _run_step(producer, consumer, processor, settings, msgs, processor.process,
+                                         metrics)
+            carry.hold(consumer, failed)
     finally:
         consumer.close()
         producer.flush(5)
@@ -237,8 +273,10 @@ def _commit_markers(producer: Producer, consumer: Consumer, processor: Processor
 
 
 def _run_step(producer: Producer, consumer: Consumer, processor: Processor, settings: Settings,
-              msgs: list[Message], step: Step, metrics: ServiceMetrics) -> Producer:
-    """One transaction: the step's outputs, the stores' changes and ``msgs``' offsets.
+              msgs: list[Message], step: Step, metrics: ServiceMetrics) -> tuple[Producer, list[Message]]:
+    """One transaction: the step's outputs, the stores' changes and ``msgs``' offsets. Returns
+    the producer to go on with and the messages whose transaction did not commit (the loop
+    carries them into the next batch: see :class:`Carry`).
 
     Poison pills: when the step raises, or Kafka refuses its outputs, the batch is rolled back
     and its messages are processed one at a time, each in its own transaction; a message that
@@ -257,27 +295,27 @@ def _run_step(producer: Producer, consumer: Consumer, processor: Processor, sett
         result = _transaction(producer, consumer, processor, msgs, outputs)
     except ProducerWedged as exc:
         log.error("transactional producer wedged; replacing it", extra={"error": str(exc)})
-        _aborted(processor)
-        _rewind(consumer, msgs)
-        return transactional_producer(settings, processor.name)
+        return transactional_producer(settings, processor.name), msgs
     if result.outcome is Outcome.REFUSED and msgs:
         return _one_at_a_time(producer, consumer, processor, settings, msgs, metrics)
     if result.outcome is Outcome.FAILED:
-        _rewind(consumer, msgs)
-    elif msgs:
+        return producer, msgs
+    if msgs:
         metrics.batch(len(msgs), outputs, time.perf_counter() - started)
-    return producer
+    return producer, []
 
 
 def _transaction(producer: Producer, consumer: Consumer, processor: Processor, msgs: list[Message],
-                 outputs: list[Output]) -> TransactionResult:
+                 outputs: list[Output], *, to_position: bool = True) -> TransactionResult:
     """Commit ``outputs``, the stores' changes and ``msgs``' offsets; roll the stores back
-    unless committed."""
+    unless committed. ``to_position=False`` commits exactly past ``msgs`` (one message of a
+    larger consumed batch), not the consumer's position past the rest of it."""
     outputs = outputs + [out for st in processor.stores for out in st.changelog()]
     if not msgs and not outputs:
         return TransactionResult(Outcome.COMMITTED)
+    offsets = commit_positions(consumer, msgs) if to_position else next_offsets(msgs)
     try:
-        result = run_transaction(producer, consumer, outputs, commit_positions(consumer, msgs))
+        result = run_transaction(producer, consumer, outputs, offsets)
     except BaseException:
         _aborted(processor)
         raise
@@ -289,9 +327,10 @@ def _transaction(producer: Producer, consumer: Consumer, processor: Processor, m
 
 
 def _one_at_a_time(producer: Producer, consumer: Consumer, processor: Processor, settings: Settings,
-                   msgs: list[Message], metrics: ServiceMetrics) -> Producer:
+                   msgs: list[Message], metrics: ServiceMetrics) -> tuple[Producer, list[Message]]:
     dead = DeadLetters(settings, processor.name, metrics)
     for i, msg in enumerate(msgs):
+        last = i == len(msgs) - 1  # only the batch's last message may commit up to the position
         try:
             outputs = processor.process([msg])
             reason, detail, error = "", "", None
@@ -301,26 +340,26 @@ def _one_at_a_time(producer: Producer, consumer: Consumer, processor: Processor,
             _aborted(processor)
             outputs, reason, detail, error = [], "processing_error", f"{type(exc).__name__}: {exc}", exc
         try:
-            result = _transaction(producer, consumer, processor, [msg], outputs) if not reason else None
+            result = None
+            if not reason:
+                result = _transaction(producer, consumer, processor, [msg], outputs, to_position=last)
             if result is not None and result.outcome is Outcome.REFUSED:
                 reason, detail = "output_refused", f"Kafka refused this message's outputs: {result.error}"
             if reason:
                 letter = dead.make(Source.of(msg), reason, f"{processor.name} could not process this "
                                    f"message ({detail}); fix the cause, then replay the dead letter",
                                    exception=error)
-                result = _transaction(producer, consumer, processor, [msg], [letter])
+                result = _transaction(producer, consumer, processor, [msg], [letter], to_position=last)
                 if result.outcome is Outcome.REFUSED:
                     raise PlantstreamError(f"Kafka refused even the dead letter of {msg.topic()}"
                                            f"[{msg.partition()}]@{msg.offset()}: {result.error}")
         except ProducerWedged as exc:
             log.error("transactional producer wedged; replacing it", extra={"error": str(exc)})
-            _rewind(consumer, msgs[i:])
-            return transactional_producer(settings, processor.name)
+            return transactional_producer(settings, processor.name), msgs[i:]
         if result.outcome is Outcome.FAILED:
-            _rewind(consumer, msgs[i:])
-            return producer
+            return producer, msgs[i:]
         metrics.batch(1, outputs, 0.0)
-    return producer
+    return producer, []
 
 
 def _committed(processor: Processor) -> None:

@@ -1,0 +1,120 @@
+"""A transaction that does not commit (broker away, producer wedged) loses nothing: the loop
+keeps the batch in memory and processes it again before any later input of its partitions,
+with the stores rolled back, so every output appears once and the group reaches the log end.
+And when a batch is taken apart message by message (a poison pill in it), each message's
+transaction commits exactly past that message, never past the rest of the consumed batch,
+which a crash in between would otherwise skip.
+
+The broker is real; only the outcome of chosen transactions is forced (``run_transaction``
+is wrapped), because a broker outage at an exact moment cannot be scheduled."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from plantstream import runner
+from plantstream.kafka import Output, consumer_config
+from plantstream.runner import Processor, StopFlag, run_processor
+from plantstream.settings import Settings
+from plantstream.store import PartitionStore
+from plantstream.topics import ALERT_COMMANDS, GATEWAY_READINGS, VALIDATION_STATE
+from plantstream.transaction import Outcome, TransactionResult
+from plantstream.txnguard import ProducerWedged
+
+from kafka_io import produce_all, read_all
+
+pytestmark = pytest.mark.integration
+
+
+class Counting(Processor):
+    """Copies every message and counts messages per key in a store; ``boom`` raises."""
+
+    name = "counting"
+
+    def __init__(self, settings: Settings) -> None:
+        self.out = ALERT_COMMANDS.physical(settings)
+        self.counts: PartitionStore[int] = PartitionStore(
+            settings, VALIDATION_STATE, lambda _k, v: str(v).encode(), lambda _k, b: int(b))
+        self.stores = (self.counts,)
+        self.seen: list[int] = []  # offsets handed to process(), in order, repeats included
+
+    def process(self, messages: Sequence[Message]) -> list[Output]:
+        outs = []
+        for m in messages:
+            self.seen.append(m.offset())
+            self.counts.put(m.partition(), m.key(), (self.counts.get(m.partition(), m.key()) or 0) + 1)
+            if m.value() == b"boom":
+                raise ValueError("boom")
+            outs.append(Output(self.out, m.key(), m.value(), partition=0))
+        return outs
+
+
+def committed_and_end(settings: Settings, topic: str, group: str) -> tuple[int, int]:
+    consumer = Consumer(consumer_config(settings, group))
+    try:
+        part = TopicPartition(topic, 0)
+        [done] = consumer.committed([part], timeout=10)
+        return done.offset, consumer.get_watermark_offsets(part, timeout=10)[1]
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("failure", ["failed", "wedged"])
+def test_a_batch_whose_transaction_failed_is_processed_again_once(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch, failure: str) -> None:
+    src = GATEWAY_READINGS.physical(settings)
+    values = [b"m-%d" % i for i in range(40)]
+    produce_all(settings, [Output(src, b"k", v, partition=0) for v in values])
+    real = runner.run_transaction
+    calls: list[int] = []
+
+    def second_fails(producer, consumer, outputs, offsets):  # noqa: ANN001, ANN202
+        calls.append(len(outputs))
+        if len(calls) == 2 and outputs:  # the second batch with outputs: the broker went away
+            if failure == "wedged":
+                raise ProducerWedged("forced by the test")
+            return TransactionResult(Outcome.FAILED, "forced by the test")
+        return real(producer, consumer, outputs, offsets)
+
+    monkeypatch.setattr(runner, "run_transaction", second_fails)
+    proc = Counting(settings)
+    run_processor(proc, settings, [src], "counting", batch_size=10, stop=StopFlag(),
+                  idle_exit_after=20, until_read_to_end=True)
+
+    out = [m.value() for m in read_all(settings, ALERT_COMMANDS.physical(settings))]
+    assert out == values  # each once, in order: the failed batch was not lost nor doubled
+    repeated = [o for o in set(proc.seen) if proc.seen.count(o) > 1]
+    assert repeated, "the failed batch was processed only once: the failure was not forced"
+    assert proc.seen.count(repeated[0]) == 2
+    # the store was rolled back with the failed batch: 40 counted, not 40 + the repeat
+    assert int(read_all(settings, VALIDATION_STATE.physical(settings))[-1].value()) == 40
+    assert committed_and_end(settings, src, "counting") == (40, 40)
+
+
+def test_one_message_at_a_time_commits_exactly_past_each_message(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = GATEWAY_READINGS.physical(settings)
+    values = [b"m-%d" % i for i in range(10)]
+    values[3] = b"boom"
+    produce_all(settings, [Output(src, b"k", v, partition=0) for v in values])
+    real = runner.run_transaction
+    commits: list[int] = []
+
+    def recording(producer, consumer, outputs, offsets):  # noqa: ANN001, ANN202
+        commits.extend(tp.offset for tp in offsets if tp.partition == 0 and tp.topic == src)
+        return real(producer, consumer, outputs, offsets)
+
+    monkeypatch.setattr(runner, "run_transaction", recording)
+    run_processor(Counting(settings), settings, [src], "counting", batch_size=10, stop=StopFlag(),
+                  idle_exit_after=20, until_read_to_end=True)
+
+    # the batch holding "boom" failed, then one transaction per message, each past itself only
+    # (the old loop committed the consumer's position, past the whole batch, at once)
+    assert commits[:4] == [1, 2, 3, 4]
+    assert commits == sorted(set(commits))
+    assert committed_and_end(settings, src, "counting") == (10, 10)
+    out = [m.value() for m in read_all(settings, ALERT_COMMANDS.physical(settings))]
+    assert out == [v for v in values if v != b"boom"]
