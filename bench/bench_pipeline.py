@@ -87,7 +87,11 @@ def run_step(stack: Stack, args: argparse.Namespace, rate: float, seconds: float
             "seconds": round(elapsed, 1), "batches": report["batches"], "readings": report["readings"],
             "driver_behind_max_s": report["behind_max_s"], "pregen_s": report["pregen_s"],
             "timestamp_lag_s": report["clock_offset_s"], **verdict,
-            "cpu_cores": {s: round((cpu1[s] - cpu0.get(s, 0.0)) / elapsed, 2) for s in cpu1 if s in cpu0},
+            "cpu_cores": {s: round((cpu1[s] - cpu0[s]) / elapsed, 2) for s in cpu1 if s in cpu0},
+            # CPU time per reading sent, services and broker: what limits the sustained rate
+            "cpu_us_per_reading": {s: round((cpu1[s] - cpu0[s]) / max(report["readings"], 1) * 1e6, 1)
+                                   for s in cpu1 if s in cpu0},
+            "rss_mb": stack.rss_mb(),
             "lag_series": [[round(x.t, 1), dict(x.lag)] for x in samples], "last_ts_us": report["last_ts_us"]}
     return step, report["samples"]
 
@@ -128,6 +132,7 @@ def pipeline(args: argparse.Namespace, broker: LocalBroker, home: Path,
         kafka = bench_kafka.measure(broker, ks, args.kafka_seconds, args.kafka_records)
         bench_kafka.print_figures(kafka)
     stack = Stack(home, broker.bootstrap, prefix=args.prefix)
+    stack.broker_pid = None if args.bootstrap else broker.pid()
     factory = build_factory(args.machines, 11, 1.0, 1.0, 0)
     sampled = sampled_machines(factory, args.sample_every)
     stack.prepare(factory.assets())
@@ -205,6 +210,7 @@ def summarize(args: argparse.Namespace, kafka: dict | None, warm: dict, steps: l
             "first_not_sustained": next(({"target_readings_per_s": s["target_readings_per_s"],
                                           "reason": s["reason"]} for s in steps if not s["sustained"]), None),
             "lag_at_sustained": best["lag"] if best else None,
+            "cpu_us_per_reading_at_sustained": best.get("cpu_us_per_reading") if best else None,
             "latency_at_sustained_ms": best["latency_ms"] if best else None,
             "latency_at_moderate_ms": moderate["latency_ms"] if moderate else None,
             "moderate_readings_per_s": args.moderate_rate,
@@ -238,6 +244,15 @@ def print_figures(res: dict[str, Any]) -> None:
                      [{"service": k, **{c: v[c] for c in ("input_msgs_per_s", "final_lag_msgs", "final_lag_s",
                                                           "max_lag_s", "growth_share")}}
                       for k, v in res["lag_at_sustained"].items()])
+    best = next((s for s in res["steps"] if s["achieved_readings_per_s"] == res["sustained_readings_per_s"]
+                 and s["sustained"]), None)
+    if best and best.get("cpu_us_per_reading"):
+        figure_table(f"CPU µs per reading and RSS at {res['sustained_readings_per_s']:,} readings/s",
+                     [{"process": k, "µs/reading": v, "cores": best["cpu_cores"].get(k),
+                       "RSS MiB": best["rss_mb"].get(k)} for k, v in
+                      sorted(best["cpu_us_per_reading"].items(), key=lambda kv: -kv[1])]
+                     + [{"process": "total", "µs/reading": round(sum(best["cpu_us_per_reading"].values()), 1),
+                         "cores": round(sum(best["cpu_cores"].values()), 2), "RSS MiB": None}])
     print(f"\nsustained: {res['sustained_readings_per_s']:,} readings/s; ratio to Kafka's tools: "
           f"{res['ratio'] or 'n/a'}", flush=True)
 

@@ -83,6 +83,17 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_rss_mb(pid: int) -> float | None:
+    """Resident memory of a live process in MiB (None once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
 def terminate(proc: subprocess.Popen, timeout: float = 20.0) -> None:
     """SIGTERM a child we started, SIGKILL it if it does not leave in time."""
     if proc.poll() is None:

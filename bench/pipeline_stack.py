@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from common import BenchError, process_cpu_seconds
+from common import BenchError, process_cpu_seconds, process_rss_mb
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from plantstream import supervisor
@@ -26,6 +26,7 @@ from plantstream.settings import Settings
 from plantstream.topics import READINGS_VALID, machine_key
 
 PLANTSTREAM_CLI = Path(sys.executable).with_name("plantstream")
+BROKER = "kafka-broker"
 
 
 class Stack:
@@ -34,6 +35,7 @@ class Stack:
             Settings.from_env(), home=home, kafka_bootstrap=bootstrap, topic_prefix=prefix,
             clickhouse_url=f"chdb://{home / 'clickhouse'}", partitions=partitions, instance="bench")
         self.services: list[str] = []
+        self.broker_pid: int | None = None  # our own broker: its CPU counts with the services'
 
     def env(self) -> dict[str, str]:
         s = self.settings
@@ -96,13 +98,23 @@ class Stack:
     def alive(self) -> dict[str, bool]:
         return {p.service: p.alive for p in supervisor.status(self.settings)}
 
+    def pids(self) -> dict[str, int]:
+        """Live processes of the platform by name: the services and (ours) the Kafka broker."""
+        out = {p.service: p.pid for p in supervisor.status(self.settings) if p.pid and p.alive}
+        if self.broker_pid:
+            out[BROKER] = self.broker_pid
+        return out
+
     def cpu_seconds(self) -> dict[str, float]:
         out = {}
-        for p in supervisor.status(self.settings):
-            cpu = process_cpu_seconds(p.pid) if p.pid else None
+        for name, pid in self.pids().items():
+            cpu = process_cpu_seconds(pid)
             if cpu is not None:
-                out[p.service] = cpu
+                out[name] = cpu
         return out
+
+    def rss_mb(self) -> dict[str, float]:
+        return {name: rss for name, pid in self.pids().items() if (rss := process_rss_mb(pid)) is not None}
 
     def stop(self) -> None:
         supervisor.stop(self.settings, timeout=20.0)
