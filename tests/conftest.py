@@ -19,6 +19,10 @@ from plantstream.settings import Settings
 from brokers import Broker, broker_version, new_broker
 
 _counter = itertools.count()
+# Services under test (in this process or spawned with this environment) hand a SIGKILLed
+# copy's partitions over after Kafka's minimum session, not the shipped 10 s: the crash tests
+# wait for that hand-over once per kill.
+os.environ.setdefault("PLANTSTREAM_GROUP_SESSION_SECONDS", "6")
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -57,16 +57,17 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
 
 
 # A copy that dies (SIGKILL, lost host) keeps its partitions until its group session
-# expires: this long bounds how long a crash stalls its partitions. Shared by the
-# confluent-kafka services and the faust apps (see :func:`faust_group_options`).
-GROUP_SESSION_TIMEOUT_S = 10.0
+# (PLANTSTREAM_GROUP_SESSION_SECONDS) expires: that bounds how long a crash stalls its
+# partitions. Shared by the confluent-kafka services and the faust apps (see
+# :func:`faust_group_options`).
 GROUP_HEARTBEAT_S = 1.0
 
 
-def faust_group_options() -> dict[str, float]:
+def faust_group_options(settings: Settings) -> dict[str, float]:
     """Consumer-group timing for faust apps, the same as :func:`consumer_config`'s (faust's
     own default session of 60 s left a killed copy's partitions unread for a minute)."""
-    return {"broker_session_timeout": GROUP_SESSION_TIMEOUT_S, "broker_heartbeat_interval": GROUP_HEARTBEAT_S}
+    return {"broker_session_timeout": settings.group_session_seconds,
+            "broker_heartbeat_interval": GROUP_HEARTBEAT_S}
 
 
 def consumer_config(settings: Settings, group: str, **overrides: Any) -> dict[str, Any]:
@@ -79,7 +80,7 @@ def consumer_config(settings: Settings, group: str, **overrides: Any) -> dict[st
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
         "partition.assignment.strategy": "cooperative-sticky",
-        "session.timeout.ms": int(GROUP_SESSION_TIMEOUT_S * 1000),
+        "session.timeout.ms": int(settings.group_session_seconds * 1000),
         "heartbeat.interval.ms": int(GROUP_HEARTBEAT_S * 1000),
         "max.poll.interval.ms": 120_000,
         "fetch.max.bytes": 52_428_800,

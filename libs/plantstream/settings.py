@@ -103,6 +103,7 @@ DOCUMENTED: list[tuple[str, str, str]] = [
     ("PLANTSTREAM_ANOMALY_WARMUP", "400", "Rows (one timestamp of a machine) the anomaly detector learns from before it may alarm."),
     ("PLANTSTREAM_ANOMALY_LEARN", "normal", "Keep learning after warm-up: `never`, `normal` (rows judged normal) or `always`."),
     ("PLANTSTREAM_ANOMALY_UPDATE_SECONDS", "60", "While an anomaly lasts, re-emit its event every this many seconds of sample time."),
+    ("PLANTSTREAM_GROUP_SESSION_SECONDS", "10", "Consumer-group session: a copy that dies (SIGKILL, lost host) keeps its partitions this long before the others take them over (Kafka's minimum: 6)."),
     ("PLANTSTREAM_BATCH_WAIT_SECONDS", "1", "Anomaly and maintenance gather input for up to this long per transaction: each transaction writes the state of every machine its batch touched, so fewer, larger batches cost less."),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "(unset)", "Send traces and metrics over OTLP/HTTP here; unset: spans go to `$PLANTSTREAM_HOME/traces/*.jsonl`."),
 ]
@@ -153,6 +154,7 @@ class Settings:
     anomaly_learn: str = "normal"
     anomaly_update_seconds: float = 60.0
     batch_wait_seconds: float = 1.0
+    group_session_seconds: float = 10.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -203,6 +205,7 @@ class Settings:
             anomaly_learn=_str("PLANTSTREAM_ANOMALY_LEARN", "normal"),
             anomaly_update_seconds=_float("PLANTSTREAM_ANOMALY_UPDATE_SECONDS", 60.0),
             batch_wait_seconds=_float("PLANTSTREAM_BATCH_WAIT_SECONDS", 1.0),
+            group_session_seconds=_float("PLANTSTREAM_GROUP_SESSION_SECONDS", 10.0),
         )
 
 

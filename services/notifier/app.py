@@ -92,7 +92,7 @@ def build_app(settings: Settings, rt: Runtime) -> faust.App:
         topic_replication_factor=settings.replication,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
-        **faust_group_options(),
+        **faust_group_options(settings),
         producer_acks=-1,
         table_standby_replicas=0,
         key_serializer="raw",
@@ -100,7 +100,7 @@ def build_app(settings: Settings, rt: Runtime) -> faust.App:
     )
     source_topic = ALERTS.physical(settings)
     alerts = app.topic(source_topic, **RAW)
-    faustkafka.commit_past_trailing_markers(  # so the group reaches the log end (see there)
+    faustkafka.keep_commits_moving(  # so the group reaches the log end (see there)
         app, source_topic, lambda t, p, start, end: data_messages_between(settings, t, p, start, end))
     notifications = app.topic(NOTIFICATIONS.physical(settings), **RAW)
     rejected = app.topic(READINGS_REJECTED.physical(settings), **RAW)

@@ -101,6 +101,11 @@ def test_tiny_pipeline_run_writes_every_figure(broker, tmp_path: Path) -> None:
     data_path = {"ingest", "validation", "anomaly", "maintenance", "archival"}  # notifier: alerts only
     assert all(f["input_msgs_per_s"] > 0 for svc, f in step["lag"].items() if svc in data_path)
     assert saved["groups_at_log_end"] == {"checked": True, "all_at_end": True, "behind": {}}
+    # CPU per reading and memory of every service (the broker is not ours here: not counted)
+    assert set(step["cpu_us_per_reading"]) == set(step["lag"]) == set(step["rss_mb"])
+    cpu = step["cpu_us_per_reading"]
+    assert all(v > 0 for k, v in cpu.items() if k in data_path), cpu
+    assert all(20 < mb < 4096 for mb in step["rss_mb"].values()), step["rss_mb"]
     assert step["sustained"] is True or step["reason"]
     for figure in ("to_clickhouse", "to_valid_visible", "to_valid_message_ts"):
         lat = step["latency_ms"][figure]

@@ -43,6 +43,7 @@ CODEC = AvroCodec()
 SECRET = "test-secret-" + uuid.uuid4().hex[:6]
 ESCALATE_AFTER_S = 3.0
 CONFIG = """
+group_wait: 0.5s
 retry: {{attempts: 3, backoff: 0.2s, max_backoff: 1s, timeout: 2s}}
 smtp: {{host: 127.0.0.1, port: {smtp}, sender: plantstream@plant.test}}
 escalation:
@@ -94,7 +95,8 @@ def stack(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "PLANTSTREAM_NOTIFY_CONFIG": str(config), "TEST_WEBHOOK_SECRET": SECRET,
         "PLANTSTREAM_ALERT_TICK_SECONDS": "0.5", "PLANTSTREAM_ALERT_UPDATE_SECONDS": "1",
         "PLANTSTREAM_ALERT_QUIET_SECONDS": "600", "PLANTSTREAM_TREND_HORIZON_HOURS": "24",
-        "PLANTSTREAM_NO_DATA_SECONDS": "0", "PLANTSTREAM_LOG_LEVEL": "INFO"}
+        "PLANTSTREAM_NO_DATA_SECONDS": "0", "PLANTSTREAM_LOG_LEVEL": "INFO",
+        "PLANTSTREAM_NOTIFY_TICK_SECONDS": "0.25"}
     s = replace(s, **SERVICE_SETTINGS)
     service = SERVICE.start(s)
     notifier = Service(env, home / "notifier.log", "notifier").start()
