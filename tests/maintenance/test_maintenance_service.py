@@ -6,8 +6,6 @@ receivers, alerts driven by the simulator's bearing-wear physics and by anomaly 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,12 +13,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from conftest import settings_env
 from maintenance_support import MailSink, Service, WebhookReceiver, free_port, start_smtp, wait_for
 
 from maintenance.service import SERVICE
 from plantstream.assets import AssetRegistry, publish_assets
 from plantstream.avro import AvroCodec
+from plantstream.cli.main import cli as plantstream_cli
 from plantstream.entry import InProcess
 from plantstream.gateway.simulator import Factory
 from plantstream.kafka import Output, create_topics
@@ -134,9 +134,20 @@ def produce_anomalies(s: Settings, events: list[Output]) -> None:
     produce_all(s, [replace(e, topic=ANOMALIES.physical(s)) for e in events])
 
 
-def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "plantstream.cli.main", "alerts", *args], env=stack.env,
-                          capture_output=True, text=True, timeout=60)
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(stack: Stack, *args: str) -> CliResult:
+    """``plantstream alerts ARGS`` in this process (click's runner, the stack's environment):
+    the command the users type, without a Python start-up per call."""
+    result = CliRunner().invoke(plantstream_cli, ["alerts", *args], env=stack.env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return CliResult(result.exit_code, result.stdout, result.stderr)
 
 
 def test_bearing_wear_raises_trend_alert_before_the_critical_limit(stack: Stack) -> None:
