@@ -38,7 +38,8 @@ import bench_kafka
 from common import BenchError, Deadline, figure_table, machine_facts, terminate, write_results
 from pipeline_analysis import LagSample, judge_step, latency_figures
 from pipeline_driver import build_factory, sampled_machines
-from pipeline_stack import Stack, ValidWatcher
+from pipeline_stack import BROKER, Stack, ValidWatcher
+from profiling import Profiles, available
 
 from plantstream.db.query import open_target
 from plantstream.gateway.simulator import DEFAULT_SITE, DEFAULT_TENANT
@@ -55,7 +56,11 @@ TEARDOWN_S = 35.0  # stopping five services and the broker
 
 def run_step(stack: Stack, args: argparse.Namespace, rate: float, seconds: float, after_us: int,
              tag: str) -> tuple[dict[str, Any], list]:
-    """One rate step: pre-generate, send for ``seconds`` while sampling lag; judge it."""
+    """One rate step: pre-generate, send for ``seconds`` while sampling lag; judge it. With
+    ``--profile``, the moderate-rate step also samples every service with py-spy."""
+    profiles = None
+    if args.profile and rate == args.moderate_rate:
+        profiles = Profiles(Path(stack.settings.home) / "profiles" / tag)
     out = Path(stack.settings.home) / f"step-{tag}.json"
     cmd = [sys.executable, str(DRIVER), "--rate", str(rate), "--duration", str(seconds), "--machines",
            str(args.machines), "--sample-every", str(args.sample_every), "--start-after-us", str(after_us),
@@ -68,6 +73,8 @@ def run_step(stack: Stack, args: argparse.Namespace, rate: float, seconds: float
         cpu0, t0 = stack.cpu_seconds(), time.monotonic()
         proc.stdin.write("go\n")  # type: ignore[union-attr]
         proc.stdin.flush()  # type: ignore[union-attr]
+        if profiles is not None:
+            profiles.start({k: v for k, v in stack.pids().items() if k != BROKER}, max(seconds - 2, 1))
         samples: list[LagSample] = []
         while proc.poll() is None:
             lag, end = stack.lags()
@@ -80,6 +87,7 @@ def run_step(stack: Stack, args: argparse.Namespace, rate: float, seconds: float
     finally:
         terminate(proc)
     verdict = judge_step(samples, stack.services, rate, report["achieved_readings_per_s"])
+    profile = profiles.finish() if profiles is not None else None
     dead = [s for s, ok in stack.alive().items() if not ok]
     if dead:
         verdict.update(sustained=False, reason=f"service(s) died: {', '.join(dead)}")
@@ -92,6 +100,7 @@ def run_step(stack: Stack, args: argparse.Namespace, rate: float, seconds: float
             "cpu_us_per_reading": {s: round((cpu1[s] - cpu0[s]) / max(report["readings"], 1) * 1e6, 1)
                                    for s in cpu1 if s in cpu0},
             "rss_mb": stack.rss_mb(),
+            **({"profile": profile} if profile else {}),
             "lag_series": [[round(x.t, 1), dict(x.lag)] for x in samples], "last_ts_us": report["last_ts_us"]}
     return step, report["samples"]
 
@@ -253,6 +262,12 @@ def print_figures(res: dict[str, Any]) -> None:
                       sorted(best["cpu_us_per_reading"].items(), key=lambda kv: -kv[1])]
                      + [{"process": "total", "µs/reading": round(sum(best["cpu_us_per_reading"].values()), 1),
                          "cores": round(sum(best["cpu_cores"].values()), 2), "RSS MiB": None}])
+    for s in res["steps"]:
+        for svc, prof in (s.get("profile") or {}).items():
+            if prof.get("self"):
+                figure_table(f"{svc} at {s['target_readings_per_s']:,.0f}/s: own time by function "
+                             f"(py-spy, {prof['samples']} samples)",
+                             [{"function": f, "share": share} for f, share in prof["self"]])
     print(f"\nsustained: {res['sustained_readings_per_s']:,} readings/s; ratio to Kafka's tools: "
           f"{res['ratio'] or 'n/a'}", flush=True)
 
@@ -273,12 +288,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-kafka", action="store_true", help="skip Kafka's perf tools")
     ap.add_argument("--kafka-seconds", type=float, default=10.0)
     ap.add_argument("--kafka-records", type=int, default=None, help="fixed perf-tool record count")
+    ap.add_argument("--profile", action="store_true",
+                    help="sample each service with py-spy during the moderate-rate step (top functions)")
     ap.add_argument("--bootstrap", default=None, help="use this broker instead of starting one")
     ap.add_argument("--prefix", default=f"bench-{uuid.uuid4().hex[:6]}.", help="topic prefix")
     ap.add_argument("--out", type=Path, default=None,
                     help="result JSON (default bench/results/pipeline.json)")
     args = ap.parse_args(argv)
     args.rates = sorted({args.moderate_rate, *args.rates})
+    if args.profile and not available():
+        ap.error("--profile needs py-spy (make install puts it in the venv)")
     return args
 
 
