@@ -61,7 +61,7 @@ lint: $(VENV)/.stamp ## ruff
 	$(VENV)/bin/ruff check .
 
 test: install ## run the test suite against a real broker and embedded ClickHouse (all but `make faults`)
-	$(PY) -m pytest -q -ra -m "not faults" --durations=25
+	$(PY) -m pytest -q -ra -m "not faults" --durations=25 -n 2 --dist loadfile
 
 faults: install ## fault-injection runs: broker restart under running services, then make down / make up with more traffic
 	$(PY) -m pytest -q -ra -m faults
