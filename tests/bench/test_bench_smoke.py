@@ -45,6 +45,17 @@ def test_growing_lag_names_the_service_that_falls_behind() -> None:
     assert v["lag"]["ingest"]["keeps_up"]
 
 
+def test_a_saw_tooth_that_starts_its_settled_part_in_a_trough_is_sustained() -> None:
+    # anomaly's lag at 5,000 readings/s in a bench run (samples every 2.1 s, 57 msgs/s): its
+    # Theil-Sen slope over the settled part is +0.10 of input, but no peak is above the first one
+    lag = [0, 96, 136, 108, 0, 28, 68, 56, 80, 80, 80, 96]
+    v = judge_step(series({"ingest": [0] * 12, "anomaly": lag}, msgs_per_s=57.0, every=2.1), SERVICES,
+                   5_000, 5_004)
+    assert v["lag"]["anomaly"]["growth_share"] > 0.05  # what the slope alone would call growth
+    assert v["sustained"], v
+    assert v["lag"]["anomaly"]["peak_rise_s"] < 1.0
+
+
 def test_a_large_but_steady_backlog_is_not_sustained() -> None:
     samples = series({"ingest": [900] * 10, "anomaly": [5] * 10})  # 9 s of input behind, not growing
     v = judge_step(samples, SERVICES, 10_000, 10_000)
