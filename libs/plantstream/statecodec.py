@@ -33,6 +33,7 @@ from plantstream.errors import PlantstreamError
 
 FORMAT = "plantstream-state-json-1"
 MAX_DEPTH = 64
+PACK_FLOATS_FROM = 8  # lists and deques of at least this many floats are packed (``$fl``/``$qf``)
 
 
 class StateCodecError(PlantstreamError):
@@ -74,6 +75,12 @@ class StateCodec:
         if t is float:
             return o if math.isfinite(o) else {"$f": repr(o)}
         d = depth + 1
+        if (t is list or t is deque) and len(o) >= PACK_FLOATS_FROM and all(type(v) is float for v in o):
+            # Score windows and the like: thousands of floats per detector, which JSON writes
+            # digit by digit (most of a snapshot's encoding time). Packed as little-endian
+            # float64, they read back as the same Python floats, NaN and -0.0 included.
+            packed = base64.b64encode(np.asarray(o, dtype="<f8").tobytes()).decode()
+            return {"$fl": packed} if t is list else {"$qf": packed, "maxlen": o.maxlen}
         if t is list:
             return [self._enc(v, d) for v in o]
         if t is dict:
@@ -143,6 +150,10 @@ class StateCodec:
             return {self._dec(x, d) for x in v["$s"]}
         if "$q" in v:
             return deque((self._dec(x, d) for x in v["$q"]), maxlen=v.get("maxlen"))
+        if "$fl" in v:
+            return _floats(v["$fl"])
+        if "$qf" in v:
+            return deque(_floats(v["$qf"]), maxlen=v.get("maxlen"))
         if "$b" in v:
             return base64.b64decode(v["$b"])
         if "$nd" in v:
@@ -180,3 +191,11 @@ class StateCodec:
             else:
                 obj.__dict__[name] = value
         return obj
+
+
+def _floats(packed: Any) -> list[float]:
+    """Python floats from a ``$fl``/``$qf`` value (little-endian float64, base64)."""
+    try:
+        return np.frombuffer(base64.b64decode(packed, validate=True), dtype="<f8").tolist()
+    except (TypeError, ValueError) as exc:
+        raise StateCodecError(f"packed floats are not valid: {exc}") from None
