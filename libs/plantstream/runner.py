@@ -124,6 +124,7 @@ class Carry:
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
+        self.paused = False
 
     def __bool__(self) -> bool:
         return bool(self.messages)
@@ -132,14 +133,17 @@ class Carry:
         self.messages = list(msgs)
         if msgs:
             log.warning("batch not committed; it is processed again", extra={"messages": len(msgs)})
-            _pause(consumer, True)
+            self.paused = _pause(consumer, True)
 
     def take(self, consumer: Consumer, gathered: list[Message]) -> list[Message]:
-        """The carried messages followed by ``gathered``; the carry is emptied."""
+        """The carried messages followed by ``gathered``; the carry is emptied and the
+        partitions resumed (also when a rebalance dropped every carried message: a partition
+        kept across the rebalance would otherwise stay paused for good)."""
+        if self.paused:
+            self.paused = not _pause(consumer, False)
         if not self.messages:
             return gathered
         msgs, self.messages = self.messages + gathered, []
-        _pause(consumer, False)
         return msgs
 
     def drop(self, parts: list[TopicPartition]) -> None:
@@ -147,13 +151,16 @@ class Carry:
         self.messages = [m for m in self.messages if (m.topic(), m.partition()) not in gone]
 
 
-def _pause(consumer: Consumer, paused: bool) -> None:
+def _pause(consumer: Consumer, paused: bool) -> bool:
+    """Pause (or resume) every assigned partition; whether it was done."""
     try:
         owned = consumer.assignment()
         if owned:
             (consumer.pause if paused else consumer.resume)(owned)
+        return True
     except KafkaException as exc:  # pausing only bounds memory; correctness does not need it
         log.info("pause/resume skipped", extra={"error": str(exc)})
+        return False
 
 
 def run_processor(

@@ -10,6 +10,7 @@ is wrapped), because a broker outage at an exact moment cannot be scheduled."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -118,3 +119,30 @@ def test_one_message_at_a_time_commits_exactly_past_each_message(
     assert committed_and_end(settings, src, "counting") == (10, 10)
     out = [m.value() for m in read_all(settings, ALERT_COMMANDS.physical(settings))]
     assert out == [v for v in values if v != b"boom"]
+
+
+def test_partitions_paused_for_a_carried_batch_resume_when_a_rebalance_dropped_it(settings: Settings) -> None:
+    """Regression (the broker-restart fault run): ingest carried a batch, paused its partitions,
+    a rebalance right after dropped the batch, and the partitions it kept stayed paused: the
+    group read nothing more for good."""
+    src = GATEWAY_READINGS.physical(settings)
+    produce_all(settings, [Output(src, b"k", b"first", partition=0)])
+    consumer = Consumer(consumer_config(settings, "carry"))
+    try:
+        consumer.assign([TopicPartition(src, 0, 0)])
+        first = []
+        deadline = time.monotonic() + 20
+        while not first and time.monotonic() < deadline:
+            first = [m for m in consumer.consume(10, 0.5) if m.error() is None]
+        carry = runner.Carry()
+        carry.hold(consumer, first)  # the batch did not commit: paused, kept
+        carry.drop(consumer.assignment())  # a rebalance: the partition's new owner re-reads it
+        produce_all(settings, [Output(src, b"k", b"second", partition=0)])
+        got: list[bytes] = []
+        deadline = time.monotonic() + 20
+        while not got and time.monotonic() < deadline:
+            got = [m.value() for m in carry.take(consumer, [m for m in consumer.consume(10, 0.5)
+                                                                if m.error() is None])]
+    finally:
+        consumer.close()
+    assert got == [b"second"]  # consuming resumed; the dropped batch is not handed back

@@ -20,6 +20,9 @@ ALERT = {"alert_id": "acme/p1/pump-01/limit/temp#1", "revision": 2, "tenant": "a
          "escalation_level": 0, "evidence": {"value": 99.0, "limit": 95.0}, "recommended_action": "Cool it.",
          "actor": None, "note": None, "silenced_until": None, "updated_at": 3}
 
+# the test receivers listen on loopback, which webhooks may only reach when allowed
+LOCAL_RECEIVERS = {"webhook_allow": ["127.0.0.0/8"]}
+
 
 def deliver(config: dict[str, Any], alert: dict[str, Any] = ALERT) -> list[dict[str, Any]]:
     published: list[dict[str, Any]] = []
@@ -27,7 +30,7 @@ def deliver(config: dict[str, Any], alert: dict[str, Any] = ALERT) -> list[dict[
     async def publish(rec: dict[str, Any]) -> None:
         published.append(rec)
 
-    asyncio.run(Notifier(parse_notify_config(config), publish).notify(alert, "raised"))
+    asyncio.run(Notifier(parse_notify_config(LOCAL_RECEIVERS | config), publish).notify(alert, "raised"))
     return published
 
 

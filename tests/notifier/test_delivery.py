@@ -16,6 +16,9 @@ from plantstream.errors import ConfigError
 from plantstream.notify import Escalation, Item, Notifier, verify
 from plantstream.notify.config import parse_notify_config
 
+# the test receivers listen on loopback, which webhooks may only reach when allowed
+LOCAL_RECEIVERS = {"webhook_allow": ["127.0.0.0/8"]}
+
 
 def deliver(config: dict[str, Any], items: list[Item]) -> list[dict[str, Any]]:
     published: list[dict[str, Any]] = []
@@ -23,7 +26,7 @@ def deliver(config: dict[str, Any], items: list[Item]) -> list[dict[str, Any]]:
     async def publish(rec: dict[str, Any]) -> None:
         published.append(rec)
 
-    asyncio.run(Notifier(parse_notify_config(config), publish).deliver(items))
+    asyncio.run(Notifier(parse_notify_config(LOCAL_RECEIVERS | config), publish).deliver(items))
     return published
 
 

@@ -10,9 +10,12 @@ from plantstream.errors import ConfigError
 from plantstream.notify import verify
 from plantstream.notify.channels import DeliveryFailed, post_webhook
 from plantstream.notify.config import parse_notify_config
+from plantstream.notify.destinations import DestinationPolicy
 from plantstream.notify.signing import sign_headers, signature
 
 BODY = b'{"reason": "raised"}'
+
+LOOPBACK = DestinationPolicy.of(["127.0.0.0/8"])  # where the test receiver listens
 
 
 def test_the_specs_example_signature() -> None:
@@ -38,9 +41,11 @@ def test_a_receiver_refuses_replays_tampering_and_wrong_keys() -> None:
 def test_posts_are_signed_and_redirects_are_not_followed() -> None:
     hooks = WebhookReceiver()
     try:
-        assert post_webhook(hooks.url("/in"), BODY, "s3", "alert-1@2", timeout=5) == "HTTP 200"
+        sent = post_webhook(hooks.url("/in"), BODY, "s3", "alert-1@2", timeout=5, destinations=LOOPBACK)
+        assert sent == "HTTP 200"
         with pytest.raises(DeliveryFailed, match="HTTP 307"):
-            post_webhook(hooks.url("/redirect"), BODY, "s3", "alert-1@2", timeout=5)
+            post_webhook(hooks.url("/redirect"), BODY, "s3", "alert-1@2", timeout=5,
+                         destinations=LOOPBACK)
     finally:
         hooks.stop()
     assert [h.path for h in hooks.received] == ["/in", "/redirect"]  # nothing reached /landed
@@ -52,6 +57,6 @@ def test_posts_are_signed_and_redirects_are_not_followed() -> None:
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://hooks.example/x", "gopher://x"])
 def test_only_http_and_https_webhooks(url: str) -> None:
     with pytest.raises(DeliveryFailed, match="only http and https"):
-        post_webhook(url, BODY, "", "alert-1@2", timeout=1)
+        post_webhook(url, BODY, "", "alert-1@2", timeout=1, destinations=LOOPBACK)
     with pytest.raises(ConfigError, match="must be http:// or https://"):
         parse_notify_config({"routes": [{"name": "r", "webhook": {"url": url}}]})

@@ -14,11 +14,16 @@ from typing import Any
 
 from plantstream.errors import PlantstreamError
 from plantstream.notify.config import Smtp
+from plantstream.notify.destinations import DestinationPolicy, Refused
 from plantstream.notify.signing import sign_headers
 
 
 class DeliveryFailed(PlantstreamError):
     """One delivery attempt failed; the message is the detail recorded with the attempt."""
+
+
+class DeliveryRefused(DeliveryFailed):
+    """The destination is refused by policy: recorded as dead at once, not retried."""
 
 
 def webhook_body(alert: dict[str, Any], reason: str,
@@ -42,11 +47,17 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirects)
 
 
-def post_webhook(url: str, body: bytes, secret: str, idempotency_key: str, timeout: float) -> str:
+def post_webhook(url: str, body: bytes, secret: str, idempotency_key: str, timeout: float, *,
+                 destinations: DestinationPolicy) -> str:
     """POST ``body`` (signed per Standard Webhooks when there is a secret); return the status
-    line on 2xx, raise DeliveryFailed otherwise (a 3xx included: redirects are not followed)."""
+    line on 2xx, raise DeliveryFailed otherwise (a 3xx included: redirects are not followed),
+    DeliveryRefused when the host resolves to an address ``destinations`` refuses."""
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise DeliveryFailed(f"webhook URL scheme of {url!r} refused: only http and https")
+        raise DeliveryRefused(f"webhook URL scheme of {url!r} refused: only http and https")
+    try:
+        destinations.check_resolved(url)
+    except Refused as exc:
+        raise DeliveryRefused(str(exc)) from None
     headers = {"Content-Type": "application/json", "User-Agent": "plantstream-notify",
                "Idempotency-Key": idempotency_key}
     if secret:

@@ -15,6 +15,8 @@ Format (every key optional except ``routes``; durations are seconds or ``30s``/`
       username: alerts       # optional; the password comes from the env var named here:
       password_env: PLANTSTREAM_SMTP_PASSWORD
     group_wait: 10s          # alerts of one machine arriving within this go out as one notification
+    webhook_allow: [10.20.0.0/16]   # webhooks may go to public addresses and these networks only
+                                    # (loopback, private, link-local... refused: see notify.destinations)
     escalation:              # per severity; severities not listed never escalate
       critical: {after: 15m, max_level: 2, remind_every: 30m}
       warning: {after: 4h, max_level: 1, raise_after: 1d}
@@ -55,6 +57,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from plantstream.errors import ConfigError
+from plantstream.notify.destinations import DestinationPolicy
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -149,6 +152,7 @@ class NotifyConfig:
     escalation: dict[str, Escalation] = field(default_factory=dict)
     group_wait_s: float = 10.0
     quiet_hours: QuietHours | None = None
+    destinations: DestinationPolicy = field(default_factory=DestinationPolicy)
 
     def targets(self, alert: dict[str, Any], level: int) -> list[Target]:
         """Distinct targets of every route matching the alert at escalation ``level``."""
@@ -170,7 +174,7 @@ def _secret(d: dict[str, Any], key: str, where: str) -> str:
     return value
 
 
-def _route(i: int, r: Any) -> Route:
+def _route(i: int, r: Any, destinations: DestinationPolicy) -> Route:
     if not isinstance(r, dict):
         raise ConfigError(f"routes[{i}]: expected a mapping")
     name = str(r.get("name") or f"route{i}")
@@ -181,6 +185,10 @@ def _route(i: int, r: Any) -> Route:
             raise ConfigError(f"route {name}: webhook needs a 'url'")
         if urllib.parse.urlsplit(str(h["url"])).scheme not in ("http", "https"):
             raise ConfigError(f"route {name}: webhook url {h['url']!r} must be http:// or https://")
+        refused = destinations.check_url(str(h["url"]))
+        if refused:
+            raise ConfigError(f"route {name}: webhook url {h['url']!r} refused: {refused}; add its "
+                              "network to webhook_allow if the notifier is meant to reach it")
         targets.append(Target("webhook", str(h["url"]), _secret(h, "secret_env", f"route {name}"), name))
     mails = r.get("email") or []
     for addr in mails if isinstance(mails, list) else [mails]:
@@ -241,8 +249,12 @@ def parse_notify_config(doc: Any) -> NotifyConfig:
     attempts = int(retry.get("attempts", 4))
     if attempts < 1:
         raise ConfigError("retry.attempts must be at least 1")
+    allow = doc.get("webhook_allow") or []
+    if not isinstance(allow, list):
+        raise ConfigError("webhook_allow: expected a list of networks, e.g. [10.20.0.0/16]")
+    destinations = DestinationPolicy.of(allow)
     return NotifyConfig(
-        routes=tuple(_route(i, r) for i, r in enumerate(doc.get("routes") or [])),
+        routes=tuple(_route(i, r, destinations) for i, r in enumerate(doc.get("routes") or [])),
         attempts=attempts,
         backoff_s=parse_duration(retry.get("backoff", 1), "retry.backoff"),
         max_backoff_s=parse_duration(retry.get("max_backoff", 60), "retry.max_backoff"),
@@ -253,6 +265,7 @@ def parse_notify_config(doc: Any) -> NotifyConfig:
         escalation=escalation,
         group_wait_s=parse_duration(doc.get("group_wait", 10), "group_wait"),
         quiet_hours=_quiet_hours(doc.get("quiet_hours")),
+        destinations=destinations,
     )
 
 

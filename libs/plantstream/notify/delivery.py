@@ -22,7 +22,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from plantstream.notify.channels import DeliveryFailed, email_message, post_webhook, send_email, webhook_body
+from plantstream.notify.channels import (
+    DeliveryFailed,
+    DeliveryRefused,
+    email_message,
+    post_webhook,
+    send_email,
+    webhook_body,
+)
 from plantstream.notify.config import NotifyConfig, Target
 
 log = logging.getLogger(__name__)
@@ -84,6 +91,8 @@ class Notifier:
             try:
                 detail = await loop.run_in_executor(None, self._send_blocking, items, target)
                 outcome = "delivered"
+            except DeliveryRefused as exc:  # refused by policy: trying again cannot help
+                detail, outcome = str(exc), "dead"
             except DeliveryFailed as exc:
                 detail = str(exc)
                 outcome = "dead" if n == cfg.attempts else "failed"
@@ -104,7 +113,8 @@ class Notifier:
         group = [(i.alert, i.reason) for i in items]
         if target.channel == "webhook":
             return post_webhook(target.target, webhook_body(first.alert, first.reason, group), target.secret,
-                                idempotency_key(items), self.config.timeout_s)
+                                idempotency_key(items), self.config.timeout_s,
+                                destinations=self.config.destinations)
         msg = email_message(first.alert, first.reason, self.config.smtp.sender, target.target, group)
         return send_email(self.config.smtp, msg, self.config.timeout_s)
 
