@@ -60,10 +60,10 @@ logs: ## follow the broker log
 lint: $(VENV)/.stamp ## ruff
 	$(VENV)/bin/ruff check .
 
-test: install ## run the test suite against a real broker and embedded ClickHouse (all but `make faults`)
-	$(PY) -m pytest -q -ra -m "not faults" --durations=25 -n 2 --dist loadfile
+test: install ## run the whole test suite (fault runs included) against a real broker and embedded ClickHouse
+	$(PY) -m pytest -q -ra --durations=25 -n 2 --dist loadfile
 
-faults: install ## fault-injection runs: broker restart under running services, then make down / make up with more traffic
+faults: install ## only the fault-injection runs: broker restart under running services, then make down / make up with more traffic
 	$(PY) -m pytest -q -ra -m faults
 
 test-unit: $(VENV)/.stamp ## only tests that need no broker
