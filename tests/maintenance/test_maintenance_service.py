@@ -44,6 +44,7 @@ SECRET = "test-secret-" + uuid.uuid4().hex[:6]
 ESCALATE_AFTER_S = 3.0
 CONFIG = """
 group_wait: 0.5s
+webhook_allow: [127.0.0.0/8]  # the test receivers listen on loopback
 retry: {{attempts: 3, backoff: 0.2s, max_backoff: 1s, timeout: 2s}}
 smtp: {{host: 127.0.0.1, port: {smtp}, sender: plantstream@plant.test}}
 escalation:
