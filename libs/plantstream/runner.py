@@ -126,9 +126,6 @@ class Carry:
         self.messages: list[Message] = []
         self.paused = False
 
-    def __bool__(self) -> bool:
-        return bool(self.messages)
-
     def hold(self, consumer: Consumer, msgs: list[Message]) -> None:
         self.messages = list(msgs)
         if msgs:
