@@ -10,6 +10,9 @@ How a crash can neither lose nor double a row:
   what the archive holds is always a prefix of each source partition.
 - A run that is retried after an error carries the same ``insert_deduplication_token``
   (table, topic, partition, offset range), so ClickHouse drops the repeat.
+- The rollups are written by the same insert, one part per view after the raw part. On
+  assignment, rollup rows a crash left out of the last run of each partition are added from
+  the raw rows (:mod:`archival.lastrun`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Message, TopicPartition
 
+from archival.lastrun import finish_last_runs
 from archival.tables import ROUTES, Columns, Route, Source, Unarchivable, append_row, month_of, poison_row
 from plantstream.avro import AvroCodec
 from plantstream.errors import DecodeError, PlantstreamError
@@ -117,8 +121,10 @@ def _classify(src: Source, route: Route, codec: AvroCodec, now_us: int,
 
 
 def insert_run(client: Client, run: Run) -> None:
-    """One run, one Arrow block, one part."""
-    insert_block(client, run.table, run.columns.to_arrow(), run.token)
+    """One run, one Arrow block, one part. Readings rows carry the run's first offset, so the
+    last run of a partition can be found again after a crash (:mod:`archival.lastrun`)."""
+    constants = {"kafka_run_first": run.first} if run.table == "readings" else None
+    insert_block(client, run.table, run.columns.to_arrow(constants), run.token)
 
 
 def insert_block(client: Client, table: str, block: pa.Table, token: str) -> None:
@@ -197,5 +203,11 @@ class ArchivalSink(Sink):
             self.rows_written += run.columns.rows
 
     def assigned(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
+        """Resume after the highest archived offset, once the last readings run of each
+        partition is whole (:mod:`archival.lastrun`)."""
         feeds = {topic: route.table for topic, route in self.routes.items()}
-        return resume_positions(self.client, feeds, [(p.topic, p.partition) for p in partitions])
+        starts = resume_positions(self.client, feeds, [(p.topic, p.partition) for p in partitions])
+        for topic, table in feeds.items():
+            if table == "readings":
+                finish_last_runs(self.client, topic, {p: o - 1 for (t, p), o in starts.items() if t == topic})
+        return starts

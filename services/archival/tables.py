@@ -39,7 +39,7 @@ ARROW_SCHEMAS: dict[str, pa.Schema] = {
     "readings": _schema(
         ("tenant", STR), ("site", STR), ("machine", STR), ("sensor", STR), ("ts", TS),
         ("value", pa.float64()), ("unit", STR), ("quality", pa.int32()), ("reading_id", STR),
-        ("gateway", STR), ("ingest_time", TS), *_KAFKA),
+        ("gateway", STR), ("ingest_time", TS), *_KAFKA, ("kafka_run_first", pa.int64())),
     "rejected": _schema(
         ("id", STR), ("tenant", STR), ("site", STR), ("machine", STR), ("stage", STR), ("reason", STR),
         ("detail", STR), ("sensor", STR), ("ts", TS), ("value", pa.float64()), ("source_topic", STR),
@@ -100,10 +100,13 @@ class Columns:
         if not self.data:
             self.data = {name: [] for name in ARROW_SCHEMAS[self.table].names}
 
-    def to_arrow(self) -> pa.Table:
+    def to_arrow(self, constants: dict[str, Any] | None = None) -> pa.Table:
+        """One Arrow table; a column named in ``constants`` holds that value in every row."""
         schema = ARROW_SCHEMAS[self.table]
+        constants = constants or {}
         return pa.Table.from_arrays(
-            [pa.array(self.data[f.name], type=f.type) for f in schema], schema=schema)
+            [pa.array([constants[f.name]] * self.rows if f.name in constants else self.data[f.name],
+                      type=f.type) for f in schema], schema=schema)
 
 
 def check_ts(us: int | None, what: str) -> None:
