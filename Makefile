@@ -63,8 +63,9 @@ lint: $(VENV)/.stamp ## ruff
 test: install ## run the whole test suite (fault runs included) against a real broker and embedded ClickHouse
 	$(PY) -m pytest -q -ra --durations=25 -n 2 --dist loadfile
 
-faults: install ## only the fault-injection runs: broker restart under running services, then make down / make up with more traffic
+faults: install ## the fault-injection runs (broker restart, make down / make up), then each service's recovery time after a SIGKILL under load
 	$(PY) -m pytest -q -ra -m faults
+	$(PY) bench/bench_recovery.py
 
 test-unit: $(VENV)/.stamp ## only tests that need no broker
 	$(PY) -m pytest -q -m "not integration"
