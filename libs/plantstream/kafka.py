@@ -90,6 +90,18 @@ def consumer_config(settings: Settings, group: str, **overrides: Any) -> dict[st
     return conf
 
 
+def member_config(settings: Settings, group: str, **overrides: Any) -> dict[str, Any]:
+    """:func:`consumer_config` for a service's own group member (the stream and sink loops).
+
+    With a stable copy name (PLANTSTREAM_INSTANCE set) it is a static member (KIP-345): a
+    SIGKILLed copy started again under its name gets its partitions back at once instead of
+    after the session timeout, and a predecessor still alive (a paused zombie) is fenced."""
+    conf = consumer_config(settings, group, **overrides)
+    if settings.stable_instance:
+        conf["group.instance.id"] = settings.stable_instance
+    return conf
+
+
 def admin_client(settings: Settings) -> AdminClient:
     # log_level 4: keep librdkafka's informational lines (e.g. BGQUEUE purges at close) off the terminal
     return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 4})

@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from plantstream.consumerlag import ConsumerLagMeter
 from plantstream.deadletter import DeadLetters, Source
 from plantstream.errors import PlantstreamError
-from plantstream.kafka import Output, consumer_config, next_offsets
+from plantstream.kafka import Output, member_config, next_offsets
 from plantstream.metrics import ServiceMetrics
 from plantstream.settings import Settings
 from plantstream.store import PartitionStore
@@ -189,7 +189,7 @@ def run_processor(
     at_end: set[tuple[str, int]] | None = None
     if until_read_to_end:
         overrides["enable.partition.eof"], at_end = True, set()
-    consumer = Consumer(consumer_config(settings, group, **overrides))
+    consumer = Consumer(member_config(settings, group, **overrides))
     producer = transactional_producer(settings, processor.name)
     assigned_at: list[float] = []  # idle time counts from the first assignment, not the join
     carry = Carry()
