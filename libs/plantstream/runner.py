@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from plantstream.consumerlag import ConsumerLagMeter
 from plantstream.deadletter import DeadLetters, Source
 from plantstream.errors import PlantstreamError
-from plantstream.kafka import Output, member_config, next_offsets
+from plantstream.kafka import Output, consumer_config, next_offsets
 from plantstream.metrics import ServiceMetrics
 from plantstream.settings import Settings
 from plantstream.store import PartitionStore
@@ -104,7 +104,9 @@ def check_messages(msgs: list[Message], at_end: set[tuple[str, int]] | None = No
         elif err.code() == KafkaError._PARTITION_EOF:
             if at_end is not None:
                 at_end.add((m.topic(), m.partition()))
-        elif err.fatal():
+        elif err.fatal() or err.code() == KafkaError._FATAL:
+            # a fatal consumer error arrives as a _FATAL event whose own fatal() is False; the
+            # consumer reads nothing more after it, so the process ends (for a restart)
             raise KafkaException(err)
         else:
             log.warning("consumer error", extra={"error": err.str()})
@@ -189,7 +191,7 @@ def run_processor(
     at_end: set[tuple[str, int]] | None = None
     if until_read_to_end:
         overrides["enable.partition.eof"], at_end = True, set()
-    consumer = Consumer(member_config(settings, group, **overrides))
+    consumer = Consumer(consumer_config(settings, group, **overrides))
     producer = transactional_producer(settings, processor.name)
     assigned_at: list[float] = []  # idle time counts from the first assignment, not the join
     carry = Carry()

@@ -97,7 +97,7 @@ DOCUMENTED: list[tuple[str, str, str]] = [
     ("PLANTSTREAM_CLOCK_SKEW_SECONDS", "300", "Raise a clock-skew alert when a gateway's clock (the batch's sent_at) and the platform clock at ingest differ by more than this (sample times when a producer sends no sent_at; 0: off)."),
     ("PLANTSTREAM_LOG_LEVEL", "INFO", "Log level."),
     ("PLANTSTREAM_LOG_FORMAT", "json", "`json` (one object a line) or `text`."),
-    ("PLANTSTREAM_INSTANCE", "$HOSTNAME-$PID", "Name of this service copy in logs, metrics and transactional ids. When set (the supervisor sets `<service>-<copy>`; in Kubernetes use a StatefulSet pod name), it is also the copy's static consumer-group membership (`group.instance.id`): a restarted copy takes its partitions back at once instead of after the group session timeout, and fences its predecessor if that is still alive. Never give two live copies the same name."),
+    ("PLANTSTREAM_INSTANCE", "$HOSTNAME-$PID", "Name of this service copy in logs, metrics and transactional ids."),
     ("PLANTSTREAM_METRICS_PORT", "0", "Port of the Prometheus metrics endpoint (0: off; `auto`: a free port). Each copy writes its port to `$PLANTSTREAM_HOME/run/<instance>.metrics`; the supervisor gives copies of a numeric base port `base + 10 * service index + copy`."),
     ("PLANTSTREAM_TRACES", "on", "`off` disables tracing (no spans, no trace headers on Kafka records)."),
     ("PLANTSTREAM_ANOMALY_WARMUP", "400", "Rows (one timestamp of a machine) the anomaly detector learns from before it may alarm."),
@@ -155,8 +155,6 @@ class Settings:
     anomaly_update_seconds: float = 60.0
     batch_wait_seconds: float = 1.0
     group_session_seconds: float = 10.0
-    # PLANTSTREAM_INSTANCE when it was set: a name that survives a restart (static membership)
-    stable_instance: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -208,7 +206,6 @@ class Settings:
             anomaly_update_seconds=_float("PLANTSTREAM_ANOMALY_UPDATE_SECONDS", 60.0),
             batch_wait_seconds=_float("PLANTSTREAM_BATCH_WAIT_SECONDS", 1.0),
             group_session_seconds=_float("PLANTSTREAM_GROUP_SESSION_SECONDS", 10.0),
-            stable_instance=os.environ.get("PLANTSTREAM_INSTANCE") or None,
         )
 
 

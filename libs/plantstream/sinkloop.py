@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from plantstream.consumerlag import ConsumerLagMeter
-from plantstream.kafka import member_config
+from plantstream.kafka import consumer_config
 from plantstream.metrics import ServiceMetrics
 from plantstream.runner import StopFlag, check_messages, read_to_end
 from plantstream.settings import Settings
@@ -61,7 +61,7 @@ def run_sink(
     metrics = metrics or ServiceMetrics(sink.name)
     at_end: set[tuple[str, int]] | None = set() if until_read_to_end else None
     eof = {"enable.partition.eof": True} if until_read_to_end else {}
-    consumer = Consumer(member_config(settings, group, **eof))
+    consumer = Consumer(consumer_config(settings, group, **eof))
     pending: list[Message] = []
     first_at = last_input = last_commit_try = time.monotonic()
     assigned_at: list[float] = []  # idle time counts from the first assignment, not the join
