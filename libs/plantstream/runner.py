@@ -146,8 +146,14 @@ class Carry:
         return msgs
 
     def drop(self, parts: list[TopicPartition]) -> None:
-        gone = {(p.topic, p.partition) for p in parts}
-        self.messages = [m for m in self.messages if (m.topic(), m.partition()) not in gone]
+        self.messages = without(self.messages, parts)
+
+
+def without(msgs: list[Message], parts: list[TopicPartition]) -> list[Message]:
+    """``msgs`` less those of ``parts``: partitions that left this copy, whose messages the
+    next owner reads again from the committed offset."""
+    gone = {(p.topic, p.partition) for p in parts}
+    return [m for m in msgs if (m.topic(), m.partition()) not in gone]
 
 
 def _pause(consumer: Consumer, paused: bool) -> bool:
@@ -195,17 +201,31 @@ def run_processor(
     producer = transactional_producer(settings, processor.name)
     assigned_at: list[float] = []  # idle time counts from the first assignment, not the join
     carry = Carry()
+    # The batch being gathered, over several polls. A rebalance runs inside a poll: the
+    # messages of partitions that leave are dropped from it then, or the batch would write
+    # them, their state (fresh, as the store no longer holds it) and their offsets into Kafka
+    # after the partition moved on (the frozen-copy fault test: the next owner restored a
+    # model 28 rows old, and anomaly events went missing). librdkafka itself cleans the poll
+    # that serves the rebalance (librdkafka#3269).
+    gathering: list[Message] = []
+
+    def leave(parts: list[TopicPartition]) -> None:
+        carry.drop(parts)
+        gathering[:] = without(gathering, parts)
+        _on_revoke(processor, parts)
+
     consumer.subscribe(
         topics,
         on_assign=lambda _c, parts: (_on_assign(processor, parts), assigned_at.append(time.monotonic())),
-        on_revoke=lambda _c, parts: (carry.drop(parts), _on_revoke(processor, parts)),
-        on_lost=lambda _c, parts: (carry.drop(parts), _on_revoke(processor, parts)),
+        on_revoke=lambda _c, parts: leave(parts),
+        on_lost=lambda _c, parts: leave(parts),
     )
     last_input = last_tick = last_catch_up = time.monotonic()
     lag = ConsumerLagMeter(metrics)
     try:
         while not stop.stopping:
-            msgs = carry.take(consumer, _gather(consumer, batch_size, max_wait, poll_timeout, stop, at_end))
+            msgs = carry.take(consumer, _gather(consumer, gathering, batch_size, max_wait, poll_timeout, stop,
+                                                at_end))
             lag.maybe_update(consumer)
             now = time.monotonic()
             if processor.tick_seconds is not None and now - last_tick >= processor.tick_seconds:
@@ -249,17 +269,21 @@ def read_to_end(consumer: Consumer, at_end: set[tuple[str, int]]) -> bool:
     return True
 
 
-def _gather(consumer: Consumer, batch_size: int, max_wait: float, poll_timeout: float,
+def _gather(consumer: Consumer, into: list[Message], batch_size: int, max_wait: float, poll_timeout: float,
             stop: StopFlag, at_end: set[tuple[str, int]] | None) -> list[Message]:
-    msgs = check_messages(consumer.consume(batch_size, poll_timeout), at_end)
-    if not msgs or max_wait <= 0:
-        return msgs
-    deadline = time.monotonic() + max_wait
-    while len(msgs) < batch_size and not stop.stopping:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        msgs.extend(check_messages(consumer.consume(batch_size - len(msgs), min(left, poll_timeout)), at_end))
+    """One batch, gathered in ``into`` (where a rebalance drops the messages of partitions
+    that leave), then handed over."""
+    into[:] = check_messages(consumer.consume(batch_size, poll_timeout), at_end)
+    if into and max_wait > 0:
+        deadline = time.monotonic() + max_wait
+        while len(into) < batch_size and not stop.stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            got = check_messages(consumer.consume(batch_size - len(into), min(left, poll_timeout)), at_end)
+            into.extend(got)
+    msgs = list(into)
+    into.clear()
     return msgs
 
 

@@ -55,14 +55,36 @@ class Stack:
         self.env = {**env, **SERVICE_ENV}
         self.restarted: list[str] = []
 
-    def start(self, *names: str) -> None:
+    def start(self, *names: str, copy: int = 0) -> None:
         for name in names or SERVICES:
-            start(self.settings, name, env=self.env)
+            start(self.settings, name, copy=copy, env=self.env)
 
-    def pid(self, name: str) -> int:
-        pids = [p.pid for p in status(self.settings) if p.service == name and p.alive and p.pid]
-        assert pids, f"{name} is not running\n{self.tails()}"
+    def pid(self, name: str, copy: int | None = None) -> int:
+        pids = [p.pid for p in status(self.settings)
+                if p.service == name and copy in (None, p.copy) and p.alive and p.pid]
+        assert pids, f"{name} (copy {copy}) is not running\n{self.tails()}"
         return pids[0]
+
+    def pause(self, name: str, copy: int, seconds: float) -> None:
+        """SIGSTOP for ``seconds``, then SIGCONT: a copy frozen past its group session comes
+        back as a zombie, mid-transaction perhaps, after its partitions moved on."""
+        pid = self.pid(name, copy)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    def wait_members(self, names: tuple[str, ...], members: int, timeout: float = 60.0) -> None:
+        """Until each group in ``names`` has ``members`` members."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.assert_alive("joining")
+            short = {g.service: g.members for g in group_lags(self.settings, names) if g.members < members}
+            if not short:
+                return
+            assert time.monotonic() < deadline, f"groups short of {members} members: {short}\n{self.tails()}"
+            time.sleep(0.5)
 
     def kill(self, name: str) -> None:
         """SIGKILL: no chance to finish a batch, commit or leave the group."""

@@ -69,6 +69,29 @@ def test_sigkill_of_each_service_mid_stream_loses_and_duplicates_nothing(
     assert_nothing_lost_doubled_or_stalled(settings, broker, archived, plan)
 
 
+# Two copies of each; copy 0 frozen past its session, so copy 1 takes its partitions, then thawed.
+PAUSED = ("validation", "anomaly")
+
+
+@pytest.mark.faults  # also alone: `make faults`
+def test_a_copy_frozen_past_its_session_comes_back_fenced_and_nothing_is_lost_or_doubled(
+        settings: Settings, service_env: dict[str, str], broker: Broker) -> None:
+    with running_factory(settings, service_env) as (plan, stack):
+        stack.start(*PAUSED, copy=1)
+        stack.wait_members(PAUSED, 2)
+        sender = PacedSender(settings, plan.outputs, STREAM_SECONDS)
+        sender.start()
+        for name in PAUSED:
+            stack.wait_progress(name)
+            stack.pause(name, copy=0, seconds=settings.group_session_seconds + 3)
+        assert sender.is_alive(), "the stream ended before every pause was over; lengthen it"
+        sender.finish()
+        archived = drain_and_read_archive(settings, stack, plan)
+        assert stack.dead() == [], stack.tails(stack.dead())  # the zombies carried on as members
+        stack.wait_members(PAUSED, 2)
+    assert_nothing_lost_doubled_or_stalled(settings, broker, archived, plan)
+
+
 @pytest.mark.faults  # also alone: `make faults`. It found a validation batch lost after a wedged
 # producer (fixed: runner.Carry), partitions left paused after a rebalance dropped a carried batch
 # (fixed: Carry.take) and a notifier group left short of the log end (faustkafka.keep_commits_moving).
