@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from plantstream.consumerlag import ConsumerLagMeter
 from plantstream.kafka import consumer_config
 from plantstream.metrics import ServiceMetrics
-from plantstream.runner import StopFlag, check_messages, read_to_end
+from plantstream.runner import StopFlag, check_messages, read_to_end, without
 from plantstream.settings import Settings
 from plantstream.telemetry import trace_written
 from plantstream.transaction import commit_positions, markers_passed
@@ -109,7 +109,16 @@ def run_sink(
             uncommitted.pop((p.topic, p.partition), None)  # the next owner resumes from the sink
         log.info("partitions revoked", extra={"partitions": [f"{p.topic}[{p.partition}]" for p in parts]})
 
-    consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke)
+    def on_lost(c: Consumer, parts: list[TopicPartition]) -> None:
+        # The session expired (a frozen copy): the partitions may have a new owner already,
+        # resuming from what the sink holds, so what was read from them is not written.
+        pending[:] = without(pending, parts)
+        for p in parts:
+            uncommitted.pop((p.topic, p.partition), None)
+        log.warning("partitions lost; their unwritten messages are left to the next owner",
+                    extra={"partitions": [f"{p.topic}[{p.partition}]" for p in parts]})
+
+    consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
 
     lag = ConsumerLagMeter(metrics)
     try:
