@@ -63,7 +63,7 @@ lint: $(VENV)/.stamp ## ruff
 test: install ## run the whole test suite (fault runs included) against a real broker and embedded ClickHouse
 	$(PY) -m pytest -q -ra --durations=25 -n 2 --dist loadfile
 
-faults: install ## the fault-injection runs (broker restart, make down / make up), then each service's recovery time after a SIGKILL under load
+faults: install ## the fault-injection runs (broker restart, down/up, a frozen copy, a leader broker killed on a 3-broker cluster), then each service's recovery time after a SIGKILL under load
 	$(PY) -m pytest -q -ra -m faults
 	$(PY) bench/bench_recovery.py
 

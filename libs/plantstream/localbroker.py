@@ -4,16 +4,24 @@ benchmarks start, so they never use, or disturb, a broker someone else runs.
 
     with LocalBroker.start_new() as broker:
         settings = replace(Settings.from_env(), kafka_bootstrap=broker.bootstrap)
+
+:class:`LocalCluster` starts several of them as one KRaft cluster (fault tests that kill a
+partition leader).
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
-from collections.abc import Sequence
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +52,7 @@ class LocalBroker:
     controller_port: int
     heap: str | None = None  # broker JVM heap (kafka.sh's default when None)
     owns_home: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)  # kafka.sh settings of a cluster node
     started: bool = field(default=False, init=False)
 
     @classmethod
@@ -79,6 +88,7 @@ class LocalBroker:
         })
         if self.heap:
             env["PLANTSTREAM_KAFKA_HEAP"] = self.heap
+        env.update(self.extra_env)
         return env
 
     def run(self, *args: str, check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -153,6 +163,78 @@ class LocalBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass
+class LocalCluster:
+    """Brokers on loopback forming one KRaft cluster: every node a combined broker and
+    controller and a voter, topics replicated 3 ways with ``min.insync.replicas`` 2, so any
+    one node may die without stopping anyone (kafka.sh's PLANTSTREAM_KAFKA_NODE_ID, _VOTERS,
+    _CLUSTER_ID and _REPLICAS)."""
+
+    nodes: dict[int, LocalBroker]
+
+    @classmethod
+    def new(cls, home: Path, size: int = 3, heap: str | None = None) -> LocalCluster:
+        ports = {node: (free_port(), free_port()) for node in range(1, size + 1)}
+        voters = ",".join(f"{node}@127.0.0.1:{ctl}" for node, (_, ctl) in ports.items())
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        replicas = str(min(size, 3))
+        return cls({node: LocalBroker(home / f"node{node}", port, ctl, heap, extra_env={
+            "PLANTSTREAM_KAFKA_NODE_ID": str(node), "PLANTSTREAM_KAFKA_VOTERS": voters,
+            "PLANTSTREAM_KAFKA_CLUSTER_ID": cluster_id, "PLANTSTREAM_KAFKA_REPLICAS": replicas})
+            for node, (port, ctl) in ports.items()})
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.nodes.values())
+
+    @property
+    def replicas(self) -> int:
+        return min(len(self.nodes), 3)
+
+    def start(self, *nodes: int) -> None:
+        """Start the nodes (all by default) at once: each waits for a quorum of the others."""
+        self._each(lambda b: b.start(), nodes)
+
+    def stop(self) -> None:
+        self._each(lambda b: b.stop(), ())
+
+    def kill(self, node: int) -> None:
+        """SIGKILL one node: no controlled shutdown, no leadership handed over first."""
+        broker = self.nodes[node]
+        pid = broker.pid()
+        if pid is None:
+            raise LocalBrokerError(f"node {node} is not running")
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while broker.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        broker.started = False
+
+    def any_alive(self) -> LocalBroker:
+        """A running node (to run Kafka's tools on)."""
+        for broker in self.nodes.values():
+            if broker.alive():
+                return broker
+        raise LocalBrokerError("no node of the cluster is running")
+
+    def _each(self, action: Callable[[LocalBroker], None], nodes: Sequence[int]) -> None:
+        errors: list[BaseException] = []
+
+        def run(broker: LocalBroker) -> None:
+            try:
+                action(broker)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, first one wins
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(self.nodes[n],)) for n in (nodes or self.nodes)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
 
 
 def broker_version(env: dict[str, str] | None = None) -> str:

@@ -25,6 +25,7 @@ from plantstream.gateway.contract import HEADER_CONTENT_TYPE
 from plantstream.gateway.simulator import Factory
 from plantstream.kafka import Output
 from plantstream.lag import group_lags, unread_messages
+from plantstream.localbroker import LocalBroker
 from plantstream.settings import Settings
 from plantstream.supervisor import SERVICES, start, status, stop
 from plantstream.topics import GATEWAY_READINGS, machine_key
@@ -407,3 +408,15 @@ def groups_not_at_log_end(settings: Settings, run_tool: Any) -> dict[str, list[A
     from plantstream.lag import off_log_end
 
     return {s: rows for s, rows in off_log_end(settings, SERVICES, run_tool).items() if rows}
+
+
+def assert_nothing_lost_doubled_or_stalled(s: Settings, broker: LocalBroker, archived: Archived,
+                                          plan: Plan) -> None:
+    """The crash and fault tests' verdict (see test_e2e_crash's docstring)."""
+    assert_archived_exactly_once(archived, plan)
+    assert archived.events["anomalies"] > 0 and archived.events["alerts"] > 0, archived.events
+    assert rollup_shortfall(s) == {"readings_1m": 0, "readings_1h": 0}
+    assert notification_duplicates(s) == []
+    reference = reference_anomaly_events(s, plan)
+    assert archived_anomaly_events(s) == {m: ev for m, ev in reference.items() if ev}
+    assert groups_not_at_log_end(s, lambda args: broker.tool("groups", args, 120)) == {}

@@ -1,0 +1,66 @@
+"""The platform on a 3-broker KRaft cluster on loopback (replication 3, min.insync.replicas 2),
+with the leader of a readings partition SIGKILLed mid-stream and started again later.
+
+Afterwards the same checks as the crash tests (``test_e2e_crash``): every reading in
+ClickHouse exactly once, rollups whole, anomalies equal to a never-disturbed detector's,
+notifications once, and every group at the log end on every partition.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient
+from conftest import settings_env
+from e2e_support import (
+    PacedSender,
+    assert_nothing_lost_doubled_or_stalled,
+    drain_and_read_archive,
+    running_factory,
+)
+
+from plantstream.kafka import create_topics
+from plantstream.localbroker import LocalCluster
+from plantstream.settings import Settings
+from plantstream.topics import READINGS_VALID
+
+pytestmark = pytest.mark.slow
+
+STREAM_SECONDS = 32.0
+DOWN_SECONDS = 10.0  # the services work on with two of three replicas meanwhile
+
+
+def leader_of(bootstrap: str, topic: str, partition: int) -> int:
+    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=20)
+    return meta.topics[topic].partitions[partition].leader
+
+
+@pytest.mark.faults  # also alone: `make faults`
+def test_sigkill_of_a_partition_leader_broker_mid_stream_loses_and_doubles_nothing(
+        settings: Settings, tmp_path: Path) -> None:
+    cluster = LocalCluster.new(tmp_path / "cluster", heap="384m")
+    cluster.start()
+    try:
+        s = replace(settings, kafka_bootstrap=cluster.bootstrap, replication=cluster.replicas)
+        create_topics(s)
+        with running_factory(s, settings_env(s)) as (plan, stack):
+            sender = PacedSender(s, plan.outputs, STREAM_SECONDS)
+            sender.start()
+            stack.wait_progress("validation")
+            stack.wait_progress("archival")
+            victim = leader_of(s.kafka_bootstrap, READINGS_VALID.physical(s), 0)
+            cluster.kill(victim)
+            time.sleep(DOWN_SECONDS)
+            stack.assert_alive(f"the {DOWN_SECONDS:g} s without broker {victim}")
+            assert leader_of(s.kafka_bootstrap, READINGS_VALID.physical(s), 0) != victim
+            cluster.start(victim)
+            assert sender.is_alive(), "the stream ended before the broker was back; lengthen it"
+            sender.finish()
+            archived = drain_and_read_archive(s, stack, plan)
+            assert stack.dead() == [], stack.tails(stack.dead())
+        assert_nothing_lost_doubled_or_stalled(s, cluster.any_alive(), archived, plan)
+    finally:
+        cluster.stop()
