@@ -64,7 +64,9 @@ test: install ## run the whole test suite (fault runs included) against a real b
 	$(PY) -m pytest -q -ra --durations=25 -n 2 --dist loadfile
 
 faults: install ## the fault-injection runs (broker restart, down/up, a frozen copy, a leader broker killed on a 3-broker cluster), then each service's recovery time after a SIGKILL under load
-	$(PY) -m pytest -q -ra -m faults
+	mkdir -p bench/results && rm -f bench/results/faults.jsonl
+	PLANTSTREAM_FAULT_REPORT=$(CURDIR)/bench/results/faults.jsonl $(PY) -m pytest -q -ra -m faults; \
+	  rc=$$?; $(PY) bench/fault_report.py bench/results/faults.jsonl; exit $$rc
 	$(PY) bench/bench_recovery.py
 
 test-unit: $(VENV)/.stamp ## only tests that need no broker

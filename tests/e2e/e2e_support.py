@@ -5,6 +5,7 @@ what ClickHouse holds (through the archival service's read-only endpoint)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -410,13 +411,45 @@ def groups_not_at_log_end(settings: Settings, run_tool: Any) -> dict[str, list[A
     return {s: rows for s, rows in off_log_end(settings, SERVICES, run_tool).items() if rows}
 
 
-def assert_nothing_lost_doubled_or_stalled(s: Settings, broker: LocalBroker, archived: Archived,
-                                          plan: Plan) -> None:
-    """The crash and fault tests' verdict (see test_e2e_crash's docstring)."""
+def fault_figures(s: Settings, broker: LocalBroker, archived: Archived, plan: Plan) -> dict[str, Any]:
+    """What a fault trial lost, doubled or left behind, counted before anything is asserted."""
+    fates = archived.outcome.fates
+    reference = reference_anomaly_events(s, plan)
+    expected = {m: ev for m, ev in reference.items() if ev}
+    got = archived_anomaly_events(s)
+    return {
+        "readings_sent": plan.readings, "readings_lost": sum(1 for v in fates.values() if not v),
+        "readings_doubled": sum(len(v) - 1 for v in fates.values() if len(v) > 1),
+        "rows_doubled": {table: len(rows) for table, rows in archived.duplicates.items()},
+        "rollup_shortfall": rollup_shortfall(s),
+        "notifications_doubled": len(notification_duplicates(s)),
+        "anomaly_events": sum(len(v) for v in got.values()),
+        "anomaly_events_reference": sum(len(v) for v in expected.values()),
+        "anomaly_machines_differing": sorted(m for m in set(got) | set(expected)
+                                             if got.get(m) != expected.get(m)),
+        "groups_off_log_end": groups_not_at_log_end(s, lambda args: broker.tool("groups", args, 120)),
+    }
+
+
+def record_trial(trial: str, faults: list[str], figures: dict[str, Any]) -> None:
+    """Add a trial to the fault report ``make faults`` prints (PLANTSTREAM_FAULT_REPORT, a
+    JSON-lines file; unset: not recorded)."""
+    path = os.environ.get("PLANTSTREAM_FAULT_REPORT")
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"trial": trial, "faults": faults, **figures}, default=str) + "\n")
+
+
+def assert_nothing_lost_doubled_or_stalled(s: Settings, broker: LocalBroker, archived: Archived, plan: Plan,
+                                          trial: str = "", faults: list[str] | None = None) -> None:
+    """The crash and fault tests' verdict (see test_e2e_crash's docstring); the figures go to
+    the fault report first, whatever the verdict."""
+    figures = fault_figures(s, broker, archived, plan)
+    record_trial(trial, faults or [], figures)
     assert_archived_exactly_once(archived, plan)
     assert archived.events["anomalies"] > 0 and archived.events["alerts"] > 0, archived.events
-    assert rollup_shortfall(s) == {"readings_1m": 0, "readings_1h": 0}
-    assert notification_duplicates(s) == []
-    reference = reference_anomaly_events(s, plan)
-    assert archived_anomaly_events(s) == {m: ev for m, ev in reference.items() if ev}
-    assert groups_not_at_log_end(s, lambda args: broker.tool("groups", args, 120)) == {}
+    assert figures["rollup_shortfall"] == {"readings_1m": 0, "readings_1h": 0}
+    assert figures["notifications_doubled"] == 0
+    assert archived_anomaly_events(s) == {m: ev for m, ev in reference_anomaly_events(s, plan).items() if ev}
+    assert figures["groups_off_log_end"] == {}

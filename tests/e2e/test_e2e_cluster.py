@@ -61,6 +61,8 @@ def test_sigkill_of_a_partition_leader_broker_mid_stream_loses_and_doubles_nothi
             sender.finish()
             archived = drain_and_read_archive(s, stack, plan)
             assert stack.dead() == [], stack.tails(stack.dead())
-        assert_nothing_lost_doubled_or_stalled(s, cluster.any_alive(), archived, plan)
+        fault = f"SIGKILL of broker {victim}, leader of readings.valid[0], for {DOWN_SECONDS:g} s"
+        assert_nothing_lost_doubled_or_stalled(s, cluster.any_alive(), archived, plan, "3-broker cluster",
+                                               [fault])
     finally:
         cluster.stop()

@@ -41,4 +41,5 @@ def test_a_copy_frozen_past_its_session_comes_back_and_nothing_is_lost_or_double
         archived = drain_and_read_archive(settings, stack, plan)
         assert stack.dead() == [], stack.tails(stack.dead())  # the zombies carried on as members
         stack.wait_members(PAUSED, 2)
-    assert_nothing_lost_doubled_or_stalled(settings, broker, archived, plan)
+    assert_nothing_lost_doubled_or_stalled(settings, broker, archived, plan, "frozen copy", [
+        f"SIGSTOP of {name} copy 0 of 2 for {settings.group_session_seconds + 3:g} s" for name in PAUSED])

@@ -38,6 +38,7 @@ STREAM_SECONDS = 32.0
 KILL_ORDER = ("archival", "maintenance", "anomaly", "validation", "ingest", "notifier")
 
 
+@pytest.mark.faults  # also alone: `make faults`
 def test_sigkill_of_each_service_mid_stream_loses_and_duplicates_nothing(
         settings: Settings, service_env: dict[str, str], broker: Broker) -> None:
     with running_factory(settings, service_env) as (plan, stack):
@@ -51,7 +52,8 @@ def test_sigkill_of_each_service_mid_stream_loses_and_duplicates_nothing(
         assert sender.is_alive(), "the stream ended before every service was killed; lengthen it"
         sender.finish()
         archived = drain_and_read_archive(settings, stack, plan)
-    assert_nothing_lost_doubled_or_stalled(settings, broker, archived, plan)
+    assert_nothing_lost_doubled_or_stalled(settings, broker, archived, plan, "SIGKILL each service",
+                                           [f"SIGKILL of {name} mid-stream" for name in KILL_ORDER])
 
 
 @pytest.mark.faults  # also alone: `make faults`. It found a validation batch lost after a wedged
@@ -84,6 +86,7 @@ def test_broker_restart_then_down_and_up_with_more_traffic(settings: Settings, t
             sender.finish()
             archived = drain_and_read_archive(s, stack, plan)
         assert exited == [], f"services that exited while the broker was down: {exited}"
-        assert_nothing_lost_doubled_or_stalled(s, broker, archived, plan)
+        assert_nothing_lost_doubled_or_stalled(s, broker, archived, plan, "broker restart, down/up", [
+            "broker stopped and started under running services", "make down, make up, more traffic"])
     finally:
         broker.stop()
