@@ -32,6 +32,7 @@ from plantstream.settings import Settings
 from plantstream.store import PartitionStore
 from plantstream.transaction import (
     Outcome,
+    ProducerFailed,
     TransactionResult,
     commit_positions,
     markers_passed,
@@ -299,7 +300,32 @@ def _commit_markers(producer: Producer, consumer: Consumer, processor: Processor
     except ProducerWedged as exc:
         log.error("transactional producer wedged; replacing it", extra={"error": str(exc)})
         return transactional_producer(settings, processor.name)
+    except ProducerFailed as exc:  # offsets only: nothing to carry or reload
+        log.error("transactional producer failed; replacing it", extra={"error": str(exc)})
+        return transactional_producer(settings, processor.name)
     return producer
+
+
+def _after_fatal(exc: ProducerFailed, consumer: Consumer, processor: Processor, settings: Settings,
+                 msgs: list[Message]) -> tuple[Producer, list[Message]]:
+    """A new producer after a fatal error, the stores reloaded from their changelogs (the
+    truth, whether the transaction committed or not) and, of ``msgs``, those the group's
+    committed offsets (read_committed: stable) show were not committed: to be carried."""
+    log.error("transactional producer failed; replacing it and reloading state from the changelogs",
+              extra={"error": str(exc), "messages": len(msgs)})
+    producer = transactional_producer(settings, processor.name)
+    owned = consumer.assignment()
+    if processor.stores and owned:
+        _on_revoke(processor, owned)
+        _on_assign(processor, owned)
+    if not msgs:
+        return producer, []
+    parts = sorted({(m.topic(), m.partition()) for m in msgs})
+    committed = {(tp.topic, tp.partition): tp.offset
+                 for tp in consumer.committed([TopicPartition(t, p) for t, p in parts], timeout=60)}
+    left = [m for m in msgs if m.offset() >= committed.get((m.topic(), m.partition()), -1)]
+    log.info("after the failed producer", extra={"committed": len(msgs) - len(left), "carried": len(left)})
+    return producer, left
 
 
 def _run_step(producer: Producer, consumer: Consumer, processor: Processor, settings: Settings,
@@ -326,6 +352,8 @@ def _run_step(producer: Producer, consumer: Consumer, processor: Processor, sett
     except ProducerWedged as exc:
         log.error("transactional producer wedged; replacing it", extra={"error": str(exc)})
         return transactional_producer(settings, processor.name), msgs
+    except ProducerFailed as exc:
+        return _after_fatal(exc, consumer, processor, settings, msgs)
     if result.outcome is Outcome.REFUSED and msgs:
         return _one_at_a_time(producer, consumer, processor, settings, msgs, metrics)
     if result.outcome is Outcome.FAILED:
@@ -386,6 +414,8 @@ def _one_at_a_time(producer: Producer, consumer: Consumer, processor: Processor,
         except ProducerWedged as exc:
             log.error("transactional producer wedged; replacing it", extra={"error": str(exc)})
             return transactional_producer(settings, processor.name), msgs[i:]
+        except ProducerFailed as exc:
+            return _after_fatal(exc, consumer, processor, settings, msgs[i:])
         if result.outcome is Outcome.FAILED:
             return producer, msgs[i:]
         metrics.batch(1, outputs, 0.0)

@@ -2,7 +2,12 @@
 
 - A retriable error of ``commit_transaction`` is retried as a commit (the transaction may
   already be committing); an error that requires an abort aborts, and the outputs are
-  produced again in a new transaction; a fatal error ends the process (a restart fences it).
+  produced again in a new transaction; a fatal error raises :class:`ProducerFailed`: that
+  producer is done for, and the loop goes on with a new one, after asking the group whether
+  the transaction committed (a fatal error during the commit leaves that open). Seen on the
+  3-broker cluster: after the transaction coordinator was SIGKILLed, ending an abortable
+  transaction failed with a fatal INVALID_TXN_STATE and validation died; per-process
+  transactional ids mean no other producer can be fenced by a new one.
 - Outputs the broker or client refuses for what they are (too large, invalid) are reported
   as :attr:`Outcome.REFUSED` at once: retrying cannot help, so the loop dead-letters the input
   that produced them instead of rewinding to it forever (which stalled the partition).
@@ -22,6 +27,7 @@ from collections.abc import Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from plantstream.errors import PlantstreamError
 from plantstream.kafka import Output, next_offsets
 from plantstream.txnguard import send_offsets
 
@@ -74,10 +80,25 @@ def markers_passed(consumer: Consumer) -> dict[tuple[str, int], int]:
             if pos.error is None and pos.offset >= 0 and pos.offset > max(done.offset, 0)}
 
 
+class ProducerFailed(PlantstreamError):
+    """The transactional producer hit a fatal error; replace it. Whether the transaction
+    committed is for the group's committed offsets to say."""
+
+
 def run_transaction(producer: Producer, consumer: Consumer, outputs: list[Output],
                     offsets: list[TopicPartition]) -> TransactionResult:
     """Produce ``outputs`` and commit ``offsets`` in one transaction (see the module doc).
-    Raises KafkaException on a fatal error and ``ProducerWedged`` when librdkafka hangs."""
+    Raises ``ProducerFailed`` on a fatal error and ``ProducerWedged`` when librdkafka hangs."""
+    try:
+        return _run_transaction(producer, consumer, outputs, offsets)
+    except KafkaException as exc:
+        if exc.args[0].fatal():
+            raise ProducerFailed(exc.args[0].str()) from exc
+        raise
+
+
+def _run_transaction(producer: Producer, consumer: Consumer, outputs: list[Output],
+                     offsets: list[TopicPartition]) -> TransactionResult:
     error = ""
     refused: list[KafkaError] = []
 

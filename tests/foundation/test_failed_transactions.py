@@ -22,7 +22,7 @@ from plantstream.runner import Processor, StopFlag, run_processor
 from plantstream.settings import Settings
 from plantstream.store import PartitionStore
 from plantstream.topics import ALERT_COMMANDS, GATEWAY_READINGS, VALIDATION_STATE
-from plantstream.transaction import Outcome, TransactionResult
+from plantstream.transaction import Outcome, ProducerFailed, TransactionResult
 from plantstream.txnguard import ProducerWedged
 
 from kafka_io import produce_all, read_all
@@ -63,7 +63,7 @@ def committed_and_end(settings: Settings, topic: str, group: str) -> tuple[int, 
         consumer.close()
 
 
-@pytest.mark.parametrize("failure", ["failed", "wedged"])
+@pytest.mark.parametrize("failure", ["failed", "wedged", "fatal"])
 def test_a_batch_whose_transaction_failed_is_processed_again_once(
         settings: Settings, monkeypatch: pytest.MonkeyPatch, failure: str) -> None:
     src = GATEWAY_READINGS.physical(settings)
@@ -77,6 +77,8 @@ def test_a_batch_whose_transaction_failed_is_processed_again_once(
         if len(calls) == 2 and outputs:  # the second batch with outputs: the broker went away
             if failure == "wedged":
                 raise ProducerWedged("forced by the test")
+            if failure == "fatal":  # e.g. INVALID_TXN_STATE after a coordinator failover
+                raise ProducerFailed("forced by the test")
             return TransactionResult(Outcome.FAILED, "forced by the test")
         return real(producer, consumer, outputs, offsets)
 
@@ -146,3 +148,36 @@ def test_partitions_paused_for_a_carried_batch_resume_when_a_rebalance_dropped_i
     finally:
         consumer.close()
     assert got == [b"second"]  # consuming resumed; the dropped batch is not handed back
+
+
+def test_a_fatal_error_after_the_commit_went_through_neither_repeats_the_batch_nor_loses_its_state(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The ambiguous case: the producer fails fatally once its transaction has committed (the
+    # commit's answer lost). The group's committed offsets say so: nothing is carried, and the
+    # store, rolled back with the failure, is reloaded from its changelog.
+    src = GATEWAY_READINGS.physical(settings)
+    values = [b"m-%d" % i for i in range(40)]
+    produce_all(settings, [Output(src, b"k", v, partition=0) for v in values])
+    real = runner.run_transaction
+    calls: list[int] = []
+
+    def second_commits_then_fails(producer, consumer, outputs, offsets):  # noqa: ANN001, ANN202
+        calls.append(len(outputs))
+        result = real(producer, consumer, outputs, offsets)
+        if len(calls) == 2 and outputs:
+            assert result.outcome is Outcome.COMMITTED
+            raise ProducerFailed("forced by the test, after the commit")
+        return result
+
+    monkeypatch.setattr(runner, "run_transaction", second_commits_then_fails)
+    proc = Counting(settings)
+    run_processor(proc, settings, [src], "counting", batch_size=10, stop=StopFlag(),
+                  idle_exit_after=20, until_read_to_end=True)
+
+    out = [m.value() for m in read_all(settings, ALERT_COMMANDS.physical(settings))]
+    assert out == values  # each once: the committed batch was not carried
+    assert sorted(proc.seen) == list(range(40))  # nothing processed twice
+    # had the store not been reloaded, the 10 messages of the second batch would be missing
+    assert int(read_all(settings, VALIDATION_STATE.physical(settings))[-1].value()) == 40
+    assert committed_and_end(settings, src, "counting") == (40, 40)
+
