@@ -1,5 +1,8 @@
 """The platform on a 3-broker KRaft cluster on loopback (replication 3, min.insync.replicas 2),
-with the leader of a readings partition SIGKILLed mid-stream and started again later.
+with a partition leader SIGKILLed mid-stream and started again later: the leader of the
+transaction log's only partition, so the coordinator of every transaction of every service
+dies with it (the hardest node to lose; it found a fatal INVALID_TXN_STATE that killed
+validation, now handled by the loop).
 
 Afterwards the same checks as the crash tests (``test_e2e_crash``): every reading in
 ClickHouse exactly once, rollups whole, anomalies equal to a never-disturbed detector's,
@@ -30,7 +33,8 @@ from plantstream.topics import READINGS_VALID
 pytestmark = pytest.mark.slow
 
 STREAM_SECONDS = 32.0
-DOWN_SECONDS = 10.0  # the services work on with two of three replicas meanwhile
+DOWN_SECONDS = 10.0
+TRANSACTION_LOG = "__transaction_state"  # the services work on with two of three replicas meanwhile
 
 
 def leader_of(bootstrap: str, topic: str, partition: int) -> int:
@@ -39,7 +43,7 @@ def leader_of(bootstrap: str, topic: str, partition: int) -> int:
 
 
 @pytest.mark.faults  # also alone: `make faults`
-def test_sigkill_of_a_partition_leader_broker_mid_stream_loses_and_doubles_nothing(
+def test_sigkill_of_the_transaction_coordinator_broker_mid_stream_loses_and_doubles_nothing(
         settings: Settings, tmp_path: Path) -> None:
     cluster = LocalCluster.new(tmp_path / "cluster", heap="384m")
     cluster.start()
@@ -51,17 +55,20 @@ def test_sigkill_of_a_partition_leader_broker_mid_stream_loses_and_doubles_nothi
             sender.start()
             stack.wait_progress("validation")
             stack.wait_progress("archival")
-            victim = leader_of(s.kafka_bootstrap, READINGS_VALID.physical(s), 0)
+            victim = leader_of(s.kafka_bootstrap, TRANSACTION_LOG, 0)
+            valid = READINGS_VALID.physical(s)
+            led = [p for p in range(s.partitions) if leader_of(s.kafka_bootstrap, valid, p) == victim]
             cluster.kill(victim)
             time.sleep(DOWN_SECONDS)
             stack.assert_alive(f"the {DOWN_SECONDS:g} s without broker {victim}")
-            assert leader_of(s.kafka_bootstrap, READINGS_VALID.physical(s), 0) != victim
+            assert leader_of(s.kafka_bootstrap, TRANSACTION_LOG, 0) != victim
             cluster.start(victim)
             assert sender.is_alive(), "the stream ended before the broker was back; lengthen it"
             sender.finish()
             archived = drain_and_read_archive(s, stack, plan)
             assert stack.dead() == [], stack.tails(stack.dead())
-        fault = f"SIGKILL of broker {victim}, leader of readings.valid[0], for {DOWN_SECONDS:g} s"
+        fault = (f"SIGKILL of broker {victim} (transaction coordinator, leader of readings.valid{led}) "
+                 f"for {DOWN_SECONDS:g} s")
         assert_nothing_lost_doubled_or_stalled(s, cluster.any_alive(), archived, plan, "3-broker cluster",
                                                [fault])
     finally:
