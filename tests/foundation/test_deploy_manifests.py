@@ -35,3 +35,46 @@ def test_compose_runs_every_service_with_documented_settings() -> None:
 def test_configmap_holds_only_documented_settings() -> None:
     cm = yaml.safe_load((REPO / "deploy" / "k8s" / "config.yaml").read_text())
     assert set(cm["data"]) <= KNOWN, set(cm["data"]) - KNOWN
+
+
+def deployments() -> list[tuple[str, dict]]:
+    docs = [(p.stem, yaml.safe_load(p.read_text())) for p in sorted((REPO / "deploy" / "k8s").glob("*.yaml"))]
+    return [(name, d) for name, d in docs if d.get("kind") == "Deployment"]
+
+
+def test_every_pod_runs_as_the_images_non_root_user_with_nothing_to_escalate() -> None:
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text().splitlines()
+    users = [line.split()[1] for line in dockerfile if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("0", "root"), users  # the image's last word: not root
+    uid = int(users[-1].split(":")[0])
+    found = deployments()
+    assert {name for name, _ in found} >= set(SERVICES)
+    for name, doc in found:
+        pod = doc["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["runAsUser"] == uid, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True, name
+            assert sc["capabilities"] == {"drop": ["ALL"]}, name
+            # a read-only root: PLANTSTREAM_HOME and /tmp are the only writable places
+            mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+            assert {"/var/lib/plantstream", "/tmp"} <= set(mounts), name
+            volumes = {v["name"]: v for v in pod["volumes"]}
+            assert all("emptyDir" in volumes[mounts[p]] for p in ("/var/lib/plantstream", "/tmp")), name
+
+
+def test_compose_has_no_built_in_password_and_publishes_clickhouse_on_loopback_only() -> None:
+    text = (REPO / "deploy" / "compose" / "compose.yaml").read_text()
+    compose = yaml.safe_load(text)
+    clickhouse = compose["services"]["clickhouse"]
+    required = "${CLICKHOUSE_PASSWORD:?set CLICKHOUSE_PASSWORD}"  # compose refuses to start without it
+    assert clickhouse["environment"]["CLICKHOUSE_PASSWORD"] == required
+    assert all(str(p).startswith("127.0.0.1:") for p in clickhouse["ports"]), clickhouse["ports"]
+    assert ":plantstream@" not in text  # the old fixed password
+    for service in SERVICES:
+        svc = compose["services"][service]
+        assert svc["user"] == "10001:10001" and svc["read_only"] is True, service
+        assert svc["cap_drop"] == ["ALL"], service
+        assert any(str(v).endswith(":/var/lib/plantstream") for v in svc["volumes"]), service

@@ -52,15 +52,17 @@ def db() -> None:
 def db_migrate(ttl_days: int | None) -> None:
     """Apply pending DDL migrations (idempotent)."""
     from plantstream.db import connect, migrate
+    from plantstream.db.clickhouse import redacted
     from plantstream.db.query import find_endpoint
 
     s = settings()
     if find_endpoint(s) is not None:  # it holds the embedded directory and migrated on start
-        click.echo(f"clickhouse {s.clickhouse_url}: open in the running archival service, which "
+        click.echo(f"clickhouse {redacted(s.clickhouse_url)}: open in the running archival service, which "
                    "applies migrations when it starts; nothing to do")
         return
     ran = migrate(connect(s.clickhouse_url), ttl_days=ttl_days or s.clickhouse_ttl_days)
-    click.echo(f"clickhouse {s.clickhouse_url}: " + (f"applied {', '.join(ran)}" if ran else "up to date"))
+    done = f"applied {', '.join(ran)}" if ran else "up to date"
+    click.echo(f"clickhouse {redacted(s.clickhouse_url)}: {done}")
 
 
 @db.command("status")

@@ -25,11 +25,19 @@ def embedded_path(url: str) -> Path | None:
     return None
 
 
+def redacted(url: str) -> str:
+    """``url`` fit for a log line or a message: the user and password replaced by ``***``."""
+    if "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
 def connect(url: str, **kwargs: Any) -> Client:
     """A clickhouse-connect client for ``url``; creates the embedded data directory."""
     if not url.startswith(("chdb://", "http://", "https://")):
         raise ConfigError(
-            f"PLANTSTREAM_CLICKHOUSE_URL={url!r}: use chdb:///path/to/dir (embedded) "
+            f"PLANTSTREAM_CLICKHOUSE_URL={redacted(url)!r}: use chdb:///path/to/dir (embedded) "
             "or http://host:8123 (server)"
         )
     path = embedded_path(url)
@@ -43,4 +51,6 @@ def connect(url: str, **kwargs: Any) -> Client:
                 f"the embedded ClickHouse at {path} is open in another process (the archival "
                 "service?); query through it with `plantstream sql`, or stop it first"
             ) from exc
-        raise PlantstreamError(f"cannot connect to ClickHouse at {url}: {exc}") from exc
+        secret = url.split("://", 1)[-1].split("@", 1)[0] if "@" in url else None
+        detail = str(exc).replace(secret, "***") if secret else str(exc)
+        raise PlantstreamError(f"cannot connect to ClickHouse at {redacted(url)}: {detail}") from None

@@ -28,7 +28,7 @@ from typing import Protocol
 import pyarrow as pa
 import yaml
 
-from plantstream.db.clickhouse import connect, embedded_path
+from plantstream.db.clickhouse import connect, embedded_path, redacted
 from plantstream.db.migrate import migrate
 from plantstream.db.readonly import AnalystSession, QueryFailed, QueryRefused, Scope, engine_message
 from plantstream.errors import ConfigError, PlantstreamError
@@ -195,7 +195,7 @@ def open_target(settings: Settings) -> QueryTarget:
             raise QueryRefused("tenant-scoped analyst tokens apply to the embedded archive; on a ClickHouse "
                                "server give each tenant its own analyst user with a row policy (README)")
         dsn = analyst_dsn(settings)
-        where = _redact(dsn)
+        where = redacted(dsn)
         try:
             session = AnalystSession(connect(dsn), scope, lock=False)
         except PlantstreamError:
@@ -211,10 +211,3 @@ def open_target(settings: Settings) -> QueryTarget:
     migrate(client, ttl_days=settings.clickhouse_ttl_days)  # a fresh directory gets the (empty) tables
     return SessionTarget(AnalystSession(client, scope),
                          f"embedded ClickHouse {path} ({scope.describe()})")
-
-
-def _redact(url: str) -> str:
-    if "@" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
