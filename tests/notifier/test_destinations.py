@@ -7,6 +7,7 @@ not retried; networks in ``webhook_allow`` are reachable. Nothing reaches a refu
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import pytest
@@ -88,3 +89,30 @@ def test_an_allowed_internal_receiver_gets_the_post() -> None:
     finally:
         hooks.stop()
     assert [h.path for h in hooks.received] == ["/in"]
+
+
+def test_a_name_whose_answer_changes_after_the_check_is_still_posted_to_the_checked_address(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # DNS rebinding: the first answer (checked, allowed) is the receiver; every later answer is
+    # an address nothing should reach. The resolver is faked for this one name only; the POST
+    # is real, to a real receiver on loopback.
+    real = socket.getaddrinfo
+    answers: list[str] = []
+
+    def rebinding(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host != "rebind.test":
+            return real(host, *args, **kwargs)
+        answers.append("127.0.0.1" if not answers else "192.0.2.1")  # TEST-NET-1: unroutable
+        return real(answers[-1], *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    hooks = WebhookReceiver()
+    try:
+        url = hooks.url("/in").replace("127.0.0.1", "rebind.test")
+        policy = DestinationPolicy.of(["127.0.0.0/8"])
+        assert post_webhook(url, b"{}", "", "k", timeout=5, destinations=policy) == "HTTP 200"
+    finally:
+        hooks.stop()
+    assert answers == ["127.0.0.1"]  # asked once, by the check; the connection used that answer
+    assert [h.path for h in hooks.received] == ["/in"]
+    assert hooks.received[0].headers["Host"].startswith("rebind.test:")  # the URL's name is kept

@@ -4,8 +4,11 @@ an executor and handles retries."""
 
 from __future__ import annotations
 
+import functools
+import http.client
 import json
 import smtplib
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -44,7 +47,55 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirects)
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to the address the destination policy checked, whatever the resolver says
+    now; the Host header keeps the URL's name."""
+
+    def __init__(self, host: str, *, pinned: str, **kwargs: Any) -> None:
+        super().__init__(host, **kwargs)
+        self.pinned = pinned
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.pinned, self.port), self.timeout, self.source_address)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """As :class:`_PinnedHTTPConnection`; the certificate is still verified for the URL's name
+    (SNI and hostname check), so pinning the address weakens nothing."""
+
+    def __init__(self, host: str, *, pinned: str, **kwargs: Any) -> None:
+        super().__init__(host, **kwargs)
+        self.pinned = pinned
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.pinned, self.port), self.timeout, self.source_address)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+class _PinnedHTTP(urllib.request.HTTPHandler):
+    def __init__(self, pinned: str) -> None:
+        super().__init__()
+        self.pinned = pinned
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_PinnedHTTPConnection, pinned=self.pinned), req)
+
+
+class _PinnedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, pinned: str) -> None:
+        super().__init__()
+        self.pinned = pinned
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_PinnedHTTPSConnection, pinned=self.pinned), req,
+                            context=self._context)
+
+
+def _opener(pinned: str) -> urllib.request.OpenerDirector:
+    """No redirects, no proxy from the environment (the policy checks the receiver's own
+    address, which a proxy would hide), connections to ``pinned``."""
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects,
+                                       _PinnedHTTP(pinned), _PinnedHTTPS(pinned))
 
 
 def post_webhook(url: str, body: bytes, secret: str, idempotency_key: str, timeout: float, *,
@@ -55,7 +106,7 @@ def post_webhook(url: str, body: bytes, secret: str, idempotency_key: str, timeo
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise DeliveryRefused(f"webhook URL scheme of {url!r} refused: only http and https")
     try:
-        destinations.check_resolved(url)
+        address = destinations.check_resolved(url)
     except Refused as exc:
         raise DeliveryRefused(str(exc)) from None
     headers = {"Content-Type": "application/json", "User-Agent": "plantstream-notify",
@@ -64,7 +115,7 @@ def post_webhook(url: str, body: bytes, secret: str, idempotency_key: str, timeo
         headers.update(sign_headers(idempotency_key, body, secret))
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with _OPENER.open(req, timeout=timeout) as resp:  # noqa: S310 (configured http(s) URL)
+        with _opener(address).open(req, timeout=timeout) as resp:  # noqa: S310 (checked http(s) URL)
             return f"HTTP {resp.status}"
     except urllib.error.HTTPError as exc:
         raise DeliveryFailed(f"HTTP {exc.code} {exc.reason}") from None

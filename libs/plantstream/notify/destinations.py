@@ -9,8 +9,10 @@ reserved addresses are refused unless a network in the notify config's ``webhook
 list (CIDRs, e.g. ``10.20.0.0/16`` for the plant's own ticket system) contains them.
 
 Checked twice: at start-up for URLs whose host is an IP address (a clear configuration
-error), and before every POST for the addresses the host resolves to then. What is left: a
-host whose DNS answer changes between that check and the connection (DNS rebinding).
+error), and before every POST for the addresses the host resolves to then. The POST then
+connects to the address that was checked (:mod:`plantstream.notify.channels` pins it), not to
+a second answer of the resolver: a name whose answer changes between the check and the
+connection (DNS rebinding) cannot slip an internal address in.
 
 >>> policy = DestinationPolicy.of(["10.20.0.0/16"])
 >>> policy.refusal("10.20.1.5") is None, policy.refusal("8.8.8.8") is None
@@ -79,8 +81,9 @@ class DestinationPolicy:
             return None  # a name: checked when it is resolved, before each POST
         return self.refusal(host)
 
-    def check_resolved(self, url: str) -> None:
-        """Before a POST: raise :class:`Refused` when the host resolves to a refused address."""
+    def check_resolved(self, url: str) -> str:
+        """Before a POST: the address to connect to (the first the host resolves to, every one
+        of them checked); raise :class:`Refused` when any is refused."""
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -93,6 +96,9 @@ class DestinationPolicy:
             if why is not None:
                 raise Refused(f"webhook host {host!r} refused: {why}; add its network to "
                               "webhook_allow in the notify config if it is meant")
+        if not infos:
+            raise Refused(f"webhook host {host!r} resolves to no address")
+        return str(infos[0][4][0])
 
 
 class Refused(Exception):  # noqa: N818 - a refusal, not a crash
