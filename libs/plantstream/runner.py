@@ -320,9 +320,16 @@ def _after_fatal(exc: ProducerFailed, consumer: Consumer, processor: Processor, 
         _on_assign(processor, owned)
     if not msgs:
         return producer, []
-    parts = sorted({(m.topic(), m.partition()) for m in msgs})
-    committed = {(tp.topic, tp.partition): tp.offset
-                 for tp in consumer.committed([TopicPartition(t, p) for t, p in parts], timeout=60)}
+    parts = [TopicPartition(t, p) for t, p in sorted({(m.topic(), m.partition()) for m in msgs})]
+    for attempt in range(1, 6):  # the group coordinator may be moving (the broker that failed)
+        try:
+            committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(parts, timeout=30)}
+            break
+        except KafkaException as err:
+            if attempt == 5:
+                raise
+            log.warning("committed offsets not known yet; asking again", extra={"error": str(err)})
+            time.sleep(2.0 * attempt)
     left = [m for m in msgs if m.offset() >= committed.get((m.topic(), m.partition()), -1)]
     log.info("after the failed producer", extra={"committed": len(msgs) - len(left), "carried": len(left)})
     return producer, left
