@@ -12,6 +12,9 @@ arrays and scalars, and instances (``__dict__`` and/or ``__slots__``, dataclasse
 allowlisted classes. Anything else raises :class:`StateCodecError` at encode time, so an
 unsupported field is found by the first test, not by a restart in production.
 
+A class may name fields it can derive from the others in ``__derived__``: they are not
+written, and its ``__setstate__(fields)`` rebuilds them when the state is read back.
+
 >>> from collections import deque
 >>> codec = StateCodec([])
 >>> codec.decode(codec.encode({"a": (1, 2.5), 3: deque([1], maxlen=4), "s": frozenset("x")}))
@@ -116,7 +119,8 @@ class StateCodec:
         for slot in _slots(t):
             if hasattr(o, slot):
                 fields[slot] = getattr(o, slot)
-        return {"$o": name, "f": {k: self._enc(v, d) for k, v in fields.items()}}
+        derived = getattr(t, "__derived__", ())
+        return {"$o": name, "f": {k: self._enc(v, d) for k, v in fields.items() if k not in derived}}
 
     # decoding -------------------------------------------------------------------------------
     def decode(self, data: bytes) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
@@ -64,3 +65,34 @@ def test_reset_and_clone() -> None:
     assert not th.on
     cl = th.clone()
     assert cl.threshold == math.inf and cl.q == th.q and cl.k_on == th.k_on
+
+
+def test_a_snapshot_leaves_out_the_sorted_window_and_rebuilds_it_exactly() -> None:
+    from anomaly.snapshot import state_codec
+
+    rng = random.Random(3)
+    th = AdaptiveThreshold(q=0.95, window=200, min_samples=10)
+    for _ in range(500):  # past the window: old scores left the sorted copy too
+        th.learn(rng.expovariate(1.0))
+    codec = state_codec()
+    raw = codec.encode(th)
+    assert "_sorted" not in raw.decode() and "_fifo" in raw.decode()
+    back = codec.decode(raw)
+    assert back._sorted == th._sorted == sorted(th._fifo)
+    assert back.threshold == th.threshold
+    for s in [rng.expovariate(1.0) * 4 for _ in range(50)]:  # the same verdicts afterwards
+        assert back.step(s) == th.step(s)
+        back.learn(s)
+        th.learn(s)
+    assert back._sorted == th._sorted
+
+
+def test_a_snapshot_written_with_the_sorted_window_still_reads() -> None:
+    from anomaly.snapshot import state_codec
+
+    th = calibrated()
+    codec = state_codec()
+    doc = json.loads(codec.encode(th))
+    doc["f"]["_sorted"] = {"$fl": doc["f"]["_fifo"]["$qf"]}  # as the previous version wrote it
+    back = codec.decode(json.dumps(doc).encode())
+    assert back._sorted == th._sorted and back.threshold == th.threshold

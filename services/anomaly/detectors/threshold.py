@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
+from typing import Any
 
 
 class AdaptiveThreshold:
@@ -69,6 +70,14 @@ class AdaptiveThreshold:
         self._n_high = 0
         self._low_run = 0
         self.on = False
+
+    # The sorted copy of the window is rebuilt from it when a snapshot is read back: half
+    # the floats of the threshold's snapshot, in every transaction of the anomaly service.
+    __derived__ = ("_sorted",)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._sorted = sorted(self._fifo)
 
     def learn(self, score: float) -> None:
         """Add a score believed normal to the rolling sample."""
