@@ -18,6 +18,7 @@ import argparse
 import re
 import statistics
 import time
+from dataclasses import replace
 from typing import Any
 
 from common import BenchError, figure_table, machine_facts, write_results
@@ -145,7 +146,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--records", type=int, default=None, help="fixed record count (skips calibration)")
     args = ap.parse_args(argv)
     with LocalBroker.start_new() as broker:
-        settings = Settings(home=broker.home, kafka_bootstrap=broker.bootstrap, clickhouse_url="chdb://memory")
+        settings = replace(Settings.from_env(), home=broker.home, kafka_bootstrap=broker.bootstrap,
+                           clickhouse_url="chdb://memory")
         res = {"benchmark": "Kafka producer/consumer ceiling", **machine_facts(),
                **measure(broker, settings, args.seconds, args.records)}
     print_figures(res)

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -136,8 +137,8 @@ def pipeline(args: argparse.Namespace, broker: LocalBroker, home: Path,
              deadline: Deadline) -> dict[str, Any]:
     kafka = None
     if not args.no_kafka:
-        ks = Settings(home=home, kafka_bootstrap=broker.bootstrap, clickhouse_url="chdb://memory",
-                      topic_prefix=f"{args.prefix}kafka.")
+        ks = replace(Settings.from_env(), home=home, kafka_bootstrap=broker.bootstrap,
+                     clickhouse_url="chdb://memory", topic_prefix=f"{args.prefix}kafka.")
         kafka = bench_kafka.measure(broker, ks, args.kafka_seconds, args.kafka_records)
         bench_kafka.print_figures(kafka)
     stack = Stack(home, broker.bootstrap, prefix=args.prefix)

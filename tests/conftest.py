@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from plantstream.kafka import create_topics
+from plantstream.localbroker import share_admin_password
 from plantstream.settings import Settings
 
 from brokers import Broker, broker_version, new_broker
@@ -23,6 +24,9 @@ _counter = itertools.count()
 # copy's partitions over after Kafka's minimum session, not the shipped 10 s: the crash tests
 # wait for that hand-over once per kill.
 os.environ.setdefault("PLANTSTREAM_GROUP_SESSION_SECONDS", "6")
+# Every broker of the run (the shared one, and the private ones some tests start) has one admin
+# password, which this process and the services it spawns log in with (security is on, as shipped).
+share_admin_password()
 
 
 def pytest_report_header(config: pytest.Config) -> str:

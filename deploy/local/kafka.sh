@@ -23,6 +23,17 @@
 #   PLANTSTREAM_KAFKA_CLUSTER_ID       cluster id to format a new data directory with (default random)
 #   PLANTSTREAM_KAFKA_REPLICAS         replication of new and internal topics (default 1);
 #                                      min.insync.replicas is 2 from 3 replicas on, else 1
+# Security (on by default):
+#   PLANTSTREAM_KAFKA_SECURITY_PROTOCOL SASL_PLAINTEXT (default): clients authenticate with
+#                                      SASL/SCRAM-SHA-512 and the StandardAuthorizer enforces ACLs
+#                                      (nothing is allowed without one; User:admin is the only
+#                                      super user); PLAINTEXT: no authentication, no ACLs (a
+#                                      throw-away broker only). Clients read the same variable.
+#   PLANTSTREAM_KAFKA_ADMIN_PASSWORD   the admin principal's password (default: generated once
+#                                      into $PLANTSTREAM_KAFKA_HOME/secrets/admin.password, mode 0600)
+# The tools below (topics, groups, perf-*) authenticate as admin through
+# $PLANTSTREAM_KAFKA_HOME/secrets/admin-client.properties. The controller listener uses
+# SASL/PLAIN with the same admin password (KRaft controllers cannot use SCRAM).
 # Extra broker settings: lines in $PLANTSTREAM_KAFKA_HOME/server.extra.properties are
 # appended to the generated server.properties (later keys win).
 set -euo pipefail
@@ -43,6 +54,7 @@ NODE_ID="${PLANTSTREAM_KAFKA_NODE_ID:-1}"
 VOTERS="${PLANTSTREAM_KAFKA_VOTERS:-$NODE_ID@127.0.0.1:$CONTROLLER_PORT}"
 CLUSTER_ID="${PLANTSTREAM_KAFKA_CLUSTER_ID:-}"
 REPLICAS="${PLANTSTREAM_KAFKA_REPLICAS:-1}"
+SECURITY="${PLANTSTREAM_KAFKA_SECURITY_PROTOCOL:-SASL_PLAINTEXT}"
 
 # Relative paths from the environment are taken relative to the caller's cwd.
 case "$KAFKA_HOME_DIR" in /*) ;; *) KAFKA_HOME_DIR="$PWD/$KAFKA_HOME_DIR" ;; esac
@@ -58,6 +70,10 @@ EXTRA_PROPS="$KAFKA_HOME_DIR/server.extra.properties"
 BROKER_LOG4J="$KAFKA_HOME_DIR/log4j2.properties"
 TOOLS_LOG4J="$KAFKA_HOME_DIR/tools-log4j2.properties"
 STAMP_FILE="$LIBS_DIR/.plantstream-install-stamp"
+SECRETS_DIR="$KAFKA_HOME_DIR/secrets"
+ADMIN_PASSWORD_FILE="$SECRETS_DIR/admin.password"
+ADMIN_CLIENT_PROPS="$SECRETS_DIR/admin-client.properties"
+SECURED_MARK="$DATA_DIR/.plantstream-sasl"   # storage formatted with the admin SCRAM user
 
 say() { printf 'kafka: %s\n' "$*"; }
 err() { printf 'kafka: %s\n' "$*" >&2; }
@@ -76,7 +92,8 @@ usage: kafka.sh install                 fetch broker jars from Maven Central (ca
        kafka.sh perf-producer ARGS...   org.apache.kafka.tools.ProducerPerformance ARGS
        kafka.sh perf-consumer ARGS...   org.apache.kafka.tools.ConsumerPerformance ARGS
        kafka.sh groups ARGS...          org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ARGS
-       kafka.sh run-class CLASS ARGS... any main class from the broker jars
+       kafka.sh run-class CLASS ARGS... any main class from the broker jars (add
+                                        --command-config $ADMIN_CLIENT_PROPS to authenticate)
 env:   PLANTSTREAM_KAFKA_PORT=$PORT PLANTSTREAM_KAFKA_CONTROLLER_PORT=$CONTROLLER_PORT
        PLANTSTREAM_KAFKA_HOME=$KAFKA_HOME_DIR
        PLANTSTREAM_KAFKA_LIBS=$LIBS_DIR PLANTSTREAM_KAFKA_HEAP=$HEAP
@@ -95,6 +112,46 @@ check_env() {
   is_uint "$NODE_ID" || die "PLANTSTREAM_KAFKA_NODE_ID must be a whole number, got '$NODE_ID'"
   is_uint "$REPLICAS" && ((REPLICAS >= 1)) || die "PLANTSTREAM_KAFKA_REPLICAS must be 1 or more, got '$REPLICAS'"
   is_uint "$STOP_TIMEOUT" || die "PLANTSTREAM_KAFKA_STOP_TIMEOUT must be whole seconds"
+  case "$SECURITY" in
+    SASL_PLAINTEXT|PLAINTEXT) ;;
+    *) die "PLANTSTREAM_KAFKA_SECURITY_PROTOCOL=$SECURITY: the local broker runs SASL_PLAINTEXT (default) or PLAINTEXT; for TLS see the README's Security section" ;;
+  esac
+}
+
+secured() { [[ "$SECURITY" == SASL_PLAINTEXT ]]; }
+
+# The admin password: from PLANTSTREAM_KAFKA_ADMIN_PASSWORD, else the one generated before.
+admin_password() {
+  if [[ -n "${PLANTSTREAM_KAFKA_ADMIN_PASSWORD:-}" ]]; then
+    printf '%s' "$PLANTSTREAM_KAFKA_ADMIN_PASSWORD"
+  elif [[ -f "$ADMIN_PASSWORD_FILE" ]]; then
+    cat "$ADMIN_PASSWORD_FILE"
+  else
+    return 1
+  fi
+}
+
+write_secrets() {
+  secured || return 0
+  local pw
+  mkdir -p "$SECRETS_DIR"
+  chmod 700 "$SECRETS_DIR"
+  pw="$(admin_password)" || pw="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  [[ "$pw" =~ ^[A-Za-z0-9._~+-]{8,}$ ]] \
+    || die "PLANTSTREAM_KAFKA_ADMIN_PASSWORD must be 8 or more of the characters A-Z a-z 0-9 . _ ~ + -"
+  ( umask 077
+    printf '%s' "$pw" >"$ADMIN_PASSWORD_FILE"
+    printf '%s\n' "security.protocol=SASL_PLAINTEXT" "sasl.mechanism=SCRAM-SHA-512" \
+      "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"admin\" password=\"$pw\";" \
+      >"$ADMIN_CLIENT_PROPS"
+  )
+}
+
+# Arguments that make a tool authenticate as admin (none on an open broker).
+tool_auth() {  # FLAG
+  if secured && [[ -f "$ADMIN_CLIENT_PROPS" ]]; then
+    printf '%s\n' "$1" "$ADMIN_CLIENT_PROPS"
+  fi
 }
 
 need_java() {
@@ -240,6 +297,35 @@ metadata_ok() {
   ((count >= 1 && count < 100000))
 }
 
+# Real Kafka request: ApiVersions v0, which a SASL listener answers before authentication.
+api_versions_ok() {
+  local port="$1" bytes b
+  bytes="$(
+    exec 2>/dev/null
+    exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
+    # size=15 | api_key=18 (ApiVersions) | version=0 | correlation_id=7 | client_id="probe"
+    printf '\x00\x00\x00\x0f\x00\x12\x00\x00\x00\x00\x00\x07\x00\x05probe' >&3
+    # response: size(4) correlation_id(4) error_code(2) ...
+    timeout 3 head -c 10 <&3 | od -An -v -tu1
+  )" 2>/dev/null || return 1
+  read -r -a b <<<"$bytes"
+  ((${#b[@]} == 10)) || return 1
+  ((b[4] == 0 && b[5] == 0 && b[6] == 0 && b[7] == 7 && b[8] == 0 && b[9] == 0))
+}
+
+# The broker answers: an open one lists a live broker (it registered with the controller); a
+# secured one answers ApiVersions and has logged, since line $2 of its log, that it started
+# (after it was unfenced by the controller).
+broker_ready() {  # PORT [LOG_LINE_BEFORE_START]
+  if ! secured; then
+    metadata_ok "$1"
+    return
+  fi
+  api_versions_ok "$1" || return 1
+  [[ -z "${2:-}" ]] && return 0
+  tail -n "+$(($2 + 1))" "$LOG_FILE" 2>/dev/null | grep -q "Kafka Server started"
+}
+
 tail_log() {
   [[ -f "$LOG_FILE" ]] || return 0
   err "last lines of $LOG_FILE:"
@@ -247,6 +333,29 @@ tail_log() {
 }
 
 # ---------------------------------------------------------------- config
+
+# The client listener is named PLAINTEXT in both modes; its protocol is what the mode says.
+security_props() {
+  if ! secured; then
+    echo "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    return 0
+  fi
+  local pw
+  pw="$(cat "$ADMIN_PASSWORD_FILE")"
+  cat <<EOF
+# Security: SASL/SCRAM for clients and brokers, SASL/PLAIN between controllers, ACLs enforced.
+listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,PLAINTEXT:SASL_PLAINTEXT
+listener.name.plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$pw";
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="$pw" user_admin="$pw";
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:admin
+allow.everyone.if.no.acl.found=false
+EOF
+}
 
 write_configs() {
   mkdir -p "$DATA_DIR/logs" "$LOG_DIR"
@@ -261,8 +370,8 @@ listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
 advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=$DATA_DIR/logs
+$(security_props)
 
 # Topics are created explicitly from the catalog; a typo must not create a topic.
 auto.create.topics.enable=false
@@ -331,8 +440,16 @@ EOF
 }
 
 format_storage_if_needed() {
-  [[ -f "$DATA_DIR/logs/meta.properties" ]] && return 0
-  local cid="$CLUSTER_ID" out
+  if [[ -f "$DATA_DIR/logs/meta.properties" ]]; then
+    if secured && [[ ! -f "$SECURED_MARK" ]]; then
+      die "$DATA_DIR was formatted without security (it has no admin SCRAM user): remove it (make clean) or set PLANTSTREAM_KAFKA_SECURITY_PROTOCOL=PLAINTEXT"
+    fi
+    return 0
+  fi
+  local cid="$CLUSTER_ID" out scram=()
+  if secured; then
+    scram=(--add-scram "SCRAM-SHA-512=[name=admin,password=$(cat "$ADMIN_PASSWORD_FILE")]")
+  fi
   if [[ -z "$cid" ]]; then
     cid="$(java -cp "$LIBS_DIR/*" -Dlog4j2.configurationFile="$TOOLS_LOG4J" \
       kafka.tools.StorageTool random-uuid 2>>"$LOG_FILE" | tail -n 1)" \
@@ -340,13 +457,14 @@ format_storage_if_needed() {
   fi
   [[ "$cid" =~ ^[A-Za-z0-9_-]{22}$ ]] || die "unexpected cluster id '$cid' from kafka.tools.StorageTool"
   if ! out="$(java -cp "$LIBS_DIR/*" -Dlog4j2.configurationFile="$TOOLS_LOG4J" \
-    kafka.tools.StorageTool format -t "$cid" -c "$SERVER_PROPS" 2>&1)"; then
+    kafka.tools.StorageTool format -t "$cid" -c "$SERVER_PROPS" "${scram[@]}" 2>&1)"; then
     printf '%s\n' "$out" >>"$LOG_FILE"
     err "formatting KRaft storage in $DATA_DIR failed"
     tail_log 10
     exit 1
   fi
   printf '%s\n' "$cid" >"$KAFKA_HOME_DIR/cluster.id"
+  if secured; then touch "$SECURED_MARK"; fi
   printf '[%s] kafka.sh: formatted %s with cluster id %s\n' "$(date '+%F %T')" "$DATA_DIR/logs" "$cid" >>"$LOG_FILE"
 }
 
@@ -382,6 +500,7 @@ cmd_start() {
     die "controller port $CONTROLLER_PORT is already in use${owner:+ by $owner}; choose another with PLANTSTREAM_KAFKA_CONTROLLER_PORT=<port>"
   fi
 
+  write_secrets
   write_configs
   write_tools_log4j
   format_storage_if_needed
@@ -389,6 +508,8 @@ cmd_start() {
   local version started
   version="$(installed_version)"
   started=$SECONDS
+  local log_before
+  log_before="$(wc -l <"$LOG_FILE" 2>/dev/null || echo 0)"
   printf '[%s] kafka.sh: starting Kafka %s on 127.0.0.1:%s (controller %s)\n' \
     "$(date '+%F %T')" "$version" "$PORT" "$CONTROLLER_PORT" >>"$LOG_FILE"
   # shellcheck disable=SC2086
@@ -416,7 +537,7 @@ cmd_start() {
       tail_log 25
       exit 1
     fi
-    if port_open "$PORT" && metadata_ok "$PORT"; then
+    if port_open "$PORT" && broker_ready "$PORT" "$log_before"; then
       break
     fi
     if ((SECONDS >= deadline)); then
@@ -465,7 +586,7 @@ cmd_status() {
   local pid port
   if pid="$(broker_pid)"; then
     port="$(running_port)"
-    if metadata_ok "$port"; then
+    if broker_ready "$port"; then
       say "running (pid $pid, port $port, version $(running_version), home $KAFKA_HOME_DIR)"
     else
       say "running but not answering yet (pid $pid, port $port, version $(running_version), home $KAFKA_HOME_DIR)"
@@ -525,10 +646,10 @@ main() {
     status) cmd_status ;;
     logs|log) cmd_logs "$@" ;;
     version|--version) cmd_version ;;
-    topics) run_tool org.apache.kafka.tools.TopicCommand "$@" ;;
-    perf-producer) run_tool org.apache.kafka.tools.ProducerPerformance "$@" ;;
-    perf-consumer) run_tool org.apache.kafka.tools.ConsumerPerformance "$@" ;;
-    groups) run_tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand "$@" ;;
+    topics) run_tool org.apache.kafka.tools.TopicCommand "$@" $(tool_auth --command-config) ;;
+    perf-producer) run_tool org.apache.kafka.tools.ProducerPerformance "$@" $(tool_auth --command-config) ;;
+    perf-consumer) run_tool org.apache.kafka.tools.ConsumerPerformance "$@" $(tool_auth --command-config) ;;
+    groups) run_tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand "$@" $(tool_auth --command-config) ;;
     run-class)
       (($#)) || die "run-class needs a main class name"
       run_tool "$@" ;;

@@ -40,9 +40,39 @@ class Output:
     partition: int | None = None
 
 
+def security_config(settings: Settings) -> dict[str, Any]:
+    """How this process authenticates to Kafka (librdkafka names): its SASL principal, over TLS
+    when the protocol says SSL. Every client here is built with it."""
+    protocol = settings.kafka_security_protocol
+    conf: dict[str, Any] = {"security.protocol": protocol}
+    if protocol.startswith("SASL"):
+        conf.update({"sasl.mechanism": settings.kafka_sasl_mechanism,
+                     "sasl.username": settings.kafka_username, "sasl.password": settings.kafka_password})
+    if protocol.endswith("SSL") and settings.kafka_ssl_ca_file:
+        conf["ssl.ca.location"] = settings.kafka_ssl_ca_file
+    return conf
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """:func:`security_config` for faust (aiokafka): its SASL login, TLS verified against
+    ``PLANTSTREAM_KAFKA_SSL_CA_FILE`` (or the system's CAs)."""
+    import ssl
+
+    import faust
+
+    protocol = settings.kafka_security_protocol
+    context = (ssl.create_default_context(cafile=settings.kafka_ssl_ca_file or None)
+               if protocol.endswith("SSL") else None)
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=settings.kafka_username, password=settings.kafka_password,
+                                     mechanism=settings.kafka_sasl_mechanism, ssl_context=context)
+    return faust.SSLCredentials(context) if context is not None else None
+
+
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap,
+        **security_config(settings),
         "client.id": f"plantstream-{settings.instance}",
         "enable.idempotence": True,
         "acks": "all",
@@ -78,6 +108,7 @@ def faust_group_options(settings: Settings) -> dict[str, float]:
 def consumer_config(settings: Settings, group: str, **overrides: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap,
+        **security_config(settings),
         "client.id": f"plantstream-{settings.instance}",
         "group.id": settings.topic_prefix + group,
         "enable.auto.commit": False,
@@ -97,7 +128,8 @@ def consumer_config(settings: Settings, group: str, **overrides: Any) -> dict[st
 
 def admin_client(settings: Settings) -> AdminClient:
     # log_level 4: keep librdkafka's informational lines (e.g. BGQUEUE purges at close) off the terminal
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 4})
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, **security_config(settings),
+                        "log_level": 4})
 
 
 def check_broker(settings: Settings, timeout: float = 5.0) -> int:
@@ -110,9 +142,25 @@ def check_broker(settings: Settings, timeout: float = 5.0) -> int:
             f"no Kafka broker at {settings.kafka_bootstrap} ({exc.strerror or exc}); "
             "start it with `make up` or set PLANTSTREAM_KAFKA_BOOTSTRAP"
         ) from None
+    sasl = settings.kafka_security_protocol.startswith("SASL")
+    if sasl and not settings.kafka_password:
+        raise BrokerUnavailable(
+            f"no Kafka password for principal {settings.kafka_username!r}: "
+            "set PLANTSTREAM_KAFKA_PASSWORD_FILE "
+            "(the local broker writes its admin's to $PLANTSTREAM_HOME/kafka/secrets/admin.password at "
+            "`make up`) or PLANTSTREAM_KAFKA_PASSWORD")
+    errors: list[KafkaError] = []
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, **security_config(settings),
+                         "log_level": 0, "error_cb": errors.append})
     try:
-        meta = admin_client(settings).list_topics(timeout=timeout)
+        meta = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
+        admin.poll(0.5)  # serves error_cb: why the broker did not answer
+        failed = next((e for e in errors if e.code() == KafkaError._AUTHENTICATION), None)
+        if failed is not None:
+            raise BrokerUnavailable(
+                f"Kafka at {settings.kafka_bootstrap} refused principal {settings.kafka_username!r} "
+                f"({failed.str()}); check PLANTSTREAM_KAFKA_USERNAME and its password") from None
         raise BrokerUnavailable(f"Kafka at {settings.kafka_bootstrap} does not answer: {exc}") from None
     return len(meta.brokers)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -36,6 +37,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def share_admin_password() -> str:
+    """Give every local broker this process starts, and every client it makes, one admin
+    password: set ``PLANTSTREAM_KAFKA_ADMIN_PASSWORD`` (kafka.sh formats new brokers with it)
+    and the client login (``PLANTSTREAM_KAFKA_USERNAME``/``_PASSWORD``, read by
+    ``Settings.from_env`` here and inherited by the services this process spawns), unless set."""
+    password = os.environ.get("PLANTSTREAM_KAFKA_ADMIN_PASSWORD") or secrets.token_hex(16)
+    os.environ["PLANTSTREAM_KAFKA_ADMIN_PASSWORD"] = password
+    os.environ.setdefault("PLANTSTREAM_KAFKA_USERNAME", "admin")
+    if not os.environ.get("PLANTSTREAM_KAFKA_PASSWORD"):
+        os.environ["PLANTSTREAM_KAFKA_PASSWORD"] = password
+    return password
 
 
 class LocalBrokerError(PlantstreamError, RuntimeError):
@@ -99,6 +113,7 @@ class LocalBroker:
     def start(self) -> None:
         """Start it and wait until it answers (kafka.sh's health check); on failure the
         error carries the script's output and the end of the broker's log."""
+        share_admin_password()
         proc = self.run("start", check=False)
         if proc.returncode != 0:
             raise LocalBrokerError(

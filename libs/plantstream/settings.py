@@ -66,6 +66,11 @@ DOCUMENTED: list[tuple[str, str, str]] = [
     ("PLANTSTREAM_HOME", "./.local", "Folder for local state: broker data, embedded ClickHouse, logs, pid files."),
     ("PLANTSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:$PLANTSTREAM_KAFKA_PORT", "Kafka bootstrap servers (host:port,...)."),
     ("PLANTSTREAM_KAFKA_PORT", "9092", "Port of the project-local broker (`make up`)."),
+    ("PLANTSTREAM_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT", "How clients (and the local broker) secure Kafka: `SASL_PLAINTEXT` (SCRAM logins, ACLs enforced), `SASL_SSL` (the same over TLS, production), `PLAINTEXT` (no authentication: a throw-away broker only)."),
+    ("PLANTSTREAM_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", "SASL mechanism (`SCRAM-SHA-512`, `SCRAM-SHA-256` or `PLAIN`)."),
+    ("PLANTSTREAM_KAFKA_USERNAME", "admin", "Kafka principal of this process. The supervisor (`make up`) gives each service its own (`<prefix><service>`, see `plantstream kafka acls`); `admin` is the local broker's super user, for the operator's CLI."),
+    ("PLANTSTREAM_KAFKA_PASSWORD_FILE", "$PLANTSTREAM_HOME/kafka/secrets/admin.password", "File holding the principal's password (mode 0600); `PLANTSTREAM_KAFKA_PASSWORD` gives it directly instead."),
+    ("PLANTSTREAM_KAFKA_SSL_CA_FILE", "(unset)", "CA bundle that signs the brokers' TLS certificates (`SASL_SSL`); unset: the system's CAs."),
     ("PLANTSTREAM_CLICKHOUSE_URL", "chdb://$PLANTSTREAM_HOME/clickhouse", "ClickHouse DSN: `chdb:///dir` (embedded) or `http://user:pass@host:8123/db` (server)."),
     ("PLANTSTREAM_TOPIC_PREFIX", "(empty)", "Prefix for every topic name, e.g. `acme.` to keep deployments apart on one cluster."),
     ("PLANTSTREAM_PARTITIONS", "4", "Partitions of the keyed pipeline topics (the most copies of a service that can share work)."),
@@ -155,6 +160,11 @@ class Settings:
     anomaly_update_seconds: float = 60.0
     batch_wait_seconds: float = 1.0
     group_session_seconds: float = 10.0
+    kafka_security_protocol: str = "SASL_PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_username: str = ""
+    kafka_password: str = field(default="", repr=False)  # never in logs or reprs
+    kafka_ssl_ca_file: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -206,7 +216,35 @@ class Settings:
             anomaly_update_seconds=_float("PLANTSTREAM_ANOMALY_UPDATE_SECONDS", 60.0),
             batch_wait_seconds=_float("PLANTSTREAM_BATCH_WAIT_SECONDS", 1.0),
             group_session_seconds=_float("PLANTSTREAM_GROUP_SESSION_SECONDS", 10.0),
+            **_kafka_security(home),
         )
+
+
+KAFKA_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL", "SSL", "PLAINTEXT")
+
+
+def _kafka_security(home: Path) -> dict[str, str]:
+    protocol = _str("PLANTSTREAM_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT").upper()
+    if protocol not in KAFKA_PROTOCOLS:
+        raise ConfigError(f"PLANTSTREAM_KAFKA_SECURITY_PROTOCOL={protocol!r}; use one of {', '.join(KAFKA_PROTOCOLS)}")
+    password = os.environ.get("PLANTSTREAM_KAFKA_PASSWORD", "")
+    if not password and protocol.startswith("SASL"):
+        path = Path(_str("PLANTSTREAM_KAFKA_PASSWORD_FILE", str(home / "kafka" / "secrets" / "admin.password")))
+        try:
+            password = path.read_text().strip()
+        except FileNotFoundError:
+            if "PLANTSTREAM_KAFKA_PASSWORD_FILE" in os.environ:
+                raise ConfigError(f"PLANTSTREAM_KAFKA_PASSWORD_FILE={path} does not exist") from None
+            # the local broker makes it at its first start; check_broker says what to do
+        except OSError as exc:
+            raise ConfigError(f"cannot read the Kafka password file {path}: {exc.strerror}") from None
+    return {
+        "kafka_security_protocol": protocol,
+        "kafka_sasl_mechanism": _str("PLANTSTREAM_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512").upper(),
+        "kafka_username": _str("PLANTSTREAM_KAFKA_USERNAME", "admin"),
+        "kafka_password": password,
+        "kafka_ssl_ca_file": _str("PLANTSTREAM_KAFKA_SSL_CA_FILE", ""),
+    }
 
 
 def markdown_table() -> str:

@@ -1,7 +1,8 @@
 """Start, stop and inspect the services as separate local processes (``make up``/``make demo``).
 
 Each copy runs ``python -m <service>`` with its log in ``$PLANTSTREAM_HOME/logs`` and its pid
-in ``$PLANTSTREAM_HOME/run``. In production an orchestrator does this (deploy/).
+in ``$PLANTSTREAM_HOME/run``, as the service's own Kafka principal (provisioned here with the
+caller's admin login, :mod:`plantstream.kafkaauth`). In production an orchestrator does this (deploy/).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plantstream.errors import PlantstreamError
+from plantstream.kafkaauth import service_env
 from plantstream.settings import Settings
 
 # Appended, not in pipeline order: a service's index fixes its metrics port (base + 10 * index).
@@ -96,6 +98,7 @@ def start(settings: Settings, service: str, copy: int = 0, env: dict[str, str] |
     child_env = dict(env or os.environ)
     child_env.setdefault("PLANTSTREAM_HOME", str(settings.home))
     child_env["PLANTSTREAM_INSTANCE"] = f"{service}-{copy}"
+    child_env.update(service_env(settings, service))  # its own Kafka principal, least privilege
     port = metrics_port_for(child_env.get("PLANTSTREAM_METRICS_PORT", ""), service, copy)
     if port is not None:
         child_env["PLANTSTREAM_METRICS_PORT"] = str(port)

@@ -80,7 +80,8 @@ ALERTS = TopicSpec("alerts", "alert_event", "Alert revisions (raise, update, ack
                    keyed_by="tenant/site/machine")
 ALERT_COMMANDS = TopicSpec("alert.commands", "alert_command",
                            "Acknowledge / resolve / silence requests.",
-                           producers=(PEOPLE,), consumers=("maintenance",), keyed_by="tenant/site/machine")
+                           producers=(PEOPLE, "board"), consumers=("maintenance",),
+                           keyed_by="tenant/site/machine")
 NOTIFICATIONS = TopicSpec("notifications", "notification_attempt",
                           "Every notification delivery attempt.",
                           producers=("notifier",), consumers=("archival",), keyed_by="alert id")

@@ -41,7 +41,7 @@ from plantstream import faustkafka
 from plantstream.avro import AvroCodec
 from plantstream.deadletter import DeadLetters, Source
 from plantstream.errors import DecodeError
-from plantstream.kafka import faust_group_options
+from plantstream.kafka import faust_credentials, faust_group_options
 from plantstream.lag import data_messages_between
 from plantstream.metrics import ServiceMetrics
 from plantstream.notify import Notifier, NotifyConfig
@@ -83,6 +83,7 @@ def build_app(settings: Settings, rt: Runtime) -> faust.App:
     app = faustkafka.App(  # faust.App, fixed for transactional (gapped) input topics
         app_id(settings),
         broker=[f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",") if hp.strip()],
+        broker_credentials=faust_credentials(settings),
         datadir=str(datadir),
         store="memory://",
         web_enabled=False,

@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from plantstream.db import connect
 from plantstream.db.query import find_endpoint, port_file
-from plantstream.kafka import Output, consumer_config
+from plantstream.kafka import Output, consumer_config, producer_config
 from plantstream.settings import Settings
 from plantstream.topics import ALERTS, ANOMALIES, NOTIFICATIONS, READINGS_REJECTED, READINGS_VALID
 
@@ -119,7 +119,7 @@ def test_sigkill_mid_write_restart_and_redelivery_leave_every_record_once(
     lines_before = len(log.read_text().splitlines())
     proc = start(service_env, log)
     sentinels = []
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    producer = Producer(producer_config(settings))
     for p in range(settings.partitions):  # one new batch per partition, after everything else
         rec = reading_batch(f"late{p}", 0)
         sentinels += [r["reading_id"] for r in rec["readings"]]

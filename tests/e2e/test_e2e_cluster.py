@@ -16,7 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient
 from conftest import settings_env
 from e2e_support import (
     PacedSender,
@@ -25,7 +24,7 @@ from e2e_support import (
     running_factory,
 )
 
-from plantstream.kafka import create_topics
+from plantstream.kafka import admin_client, create_topics
 from plantstream.localbroker import LocalCluster
 from plantstream.settings import Settings
 from plantstream.topics import READINGS_VALID
@@ -37,8 +36,8 @@ DOWN_SECONDS = 10.0
 TRANSACTION_LOG = "__transaction_state"  # the services work on with two of three replicas meanwhile
 
 
-def leader_of(bootstrap: str, topic: str, partition: int) -> int:
-    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=20)
+def leader_of(s: Settings, topic: str, partition: int) -> int:
+    meta = admin_client(s).list_topics(topic, timeout=20)
     return meta.topics[topic].partitions[partition].leader
 
 
@@ -55,7 +54,7 @@ def test_sigkill_of_the_transaction_coordinator_broker_mid_stream_loses_and_doub
             sender.start()
             stack.wait_progress("validation")
             stack.wait_progress("archival")
-            victim = leader_of(s.kafka_bootstrap, TRANSACTION_LOG, 0)
+            victim = leader_of(s, TRANSACTION_LOG, 0)
             valid = READINGS_VALID.physical(s)
             led = [p for p in range(s.partitions) if leader_of(s.kafka_bootstrap, valid, p) == victim]
             cluster.kill(victim)

@@ -1,0 +1,139 @@
+"""Kafka security as shipped: the local broker requires SASL/SCRAM logins and enforces ACLs
+generated from the topic catalog. Each service's principal can do what its catalog entries
+say and nothing else; a gateway can only write gateway batches; a wrong or missing login, or
+an unauthenticated client, gets a clear refusal."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+
+from plantstream.errors import BrokerUnavailable
+from plantstream.kafka import check_broker, consumer_config, producer_config
+from plantstream.kafkaauth import add_gateway, grants, password_file, principal, provision
+from plantstream.settings import Settings
+from plantstream.topics import (
+    ALERT_COMMANDS,
+    ALERTS,
+    ANOMALIES,
+    ANOMALY_MODELS,
+    ASSETS,
+    GATEWAY_READINGS,
+    READINGS_REJECTED,
+    READINGS_VALID,
+    services,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def produce_error(s: Settings, topic: str) -> KafkaError | None:
+    """Produce one record as ``s``'s principal; the delivery error (None: written)."""
+    errors: list[KafkaError | None] = []
+    producer = Producer(producer_config(s, **{"message.timeout.ms": 10_000}))
+    producer.produce(topic, b"x", b"k", on_delivery=lambda err, _msg: errors.append(err))
+    producer.flush(15)
+    assert errors, "no delivery report within 15 s"
+    return errors[0]
+
+
+def read_error(s: Settings, topic: str, group: str | None = None) -> KafkaError | None:
+    """Read ``topic`` in a consumer group as ``s``'s principal; the first error (None: it
+    reached the end of a partition)."""
+    conf = consumer_config(s, group or f"probe-{uuid.uuid4().hex[:6]}", **{"enable.partition.eof": True})
+    consumer = Consumer(conf)
+    try:
+        consumer.subscribe([topic])
+        for _ in range(100):
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            if msg.error() is None:
+                continue
+            if msg.error().code() == KafkaError._PARTITION_EOF:
+                return None
+            return msg.error()
+        raise AssertionError(f"neither the end of {topic} nor an error within 20 s")
+    finally:
+        consumer.close()
+
+
+def test_each_service_may_do_exactly_what_the_catalog_says(settings: Settings) -> None:
+    anomaly = grants(settings, "anomaly")
+    as_rows = {(g.resource, g.name, g.operation, g.prefixed) for g in anomaly}
+    p = settings.topic_prefix
+    assert as_rows == {
+        ("topic", READINGS_VALID.physical(settings), "read", False),
+        ("topic", ASSETS.physical(settings), "read", False),
+        ("topic", ANOMALIES.physical(settings), "write", False),
+        ("topic", READINGS_REJECTED.physical(settings), "write", False),
+        ("topic", ANOMALY_MODELS.physical(settings), "write", False),
+        ("topic", ANOMALY_MODELS.physical(settings), "read", False),
+        ("group", f"{p}anomaly", "read", True),
+        ("transactional-id", f"{p}anomaly", "write", True),
+    }
+    gateway = {(g.resource, g.name, g.operation) for g in grants(settings, "gateway")}
+    assert gateway == {("topic", GATEWAY_READINGS.physical(settings), "write")}
+    for service in services():  # no service may write the gateways' topic or read another's state
+        rows = grants(settings, service)
+        assert ("topic", GATEWAY_READINGS.physical(settings), "write") not in {
+            (g.resource, g.name, g.operation) for g in rows}
+    with pytest.raises(Exception, match="neither a service"):
+        grants(settings, "intruder")
+
+
+def test_a_service_principal_is_refused_what_its_acls_do_not_allow(settings: Settings) -> None:
+    anomaly = provision(settings, "anomaly")
+    assert anomaly.kafka_username == principal(settings, "anomaly") != settings.kafka_username
+    assert password_file(settings, "anomaly").stat().st_mode & 0o077 == 0  # only its owner reads it
+    assert produce_error(anomaly, ANOMALIES.physical(settings)) is None
+    assert read_error(anomaly, READINGS_VALID.physical(settings), "anomaly") is None
+    refused = produce_error(anomaly, GATEWAY_READINGS.physical(settings))
+    assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    refused = produce_error(anomaly, ALERTS.physical(settings))
+    assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    refused = read_error(anomaly, ALERT_COMMANDS.physical(settings), "anomaly")
+    assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # another service's consumer group is not its own
+    refused = read_error(anomaly, READINGS_VALID.physical(settings), "archival")
+    assert refused is not None and refused.code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+    again = provision(settings, "anomaly")  # idempotent: same password, still works
+    assert again.kafka_password == anomaly.kafka_password
+    assert produce_error(again, ANOMALIES.physical(settings)) is None
+
+
+def test_a_gateway_may_write_batches_and_nothing_else(settings: Settings) -> None:
+    gw = add_gateway(settings, "press-01")
+    assert gw.kafka_username == f"{settings.topic_prefix}gateway.press-01"
+    assert produce_error(gw, GATEWAY_READINGS.physical(settings)) is None
+    for topic in (READINGS_VALID, ALERT_COMMANDS, ASSETS):  # cannot inject past validation or act for people
+        refused = produce_error(gw, topic.physical(settings))
+        assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, topic.name
+    for topic in (GATEWAY_READINGS, READINGS_VALID, ALERTS):  # cannot read anyone's data, its own included
+        refused = read_error(gw, topic.physical(settings))
+        assert refused is not None and refused.code() in (
+            KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED), topic.name
+    with pytest.raises(Exception, match="gateway name"):
+        add_gateway(settings, "../admin")
+
+
+def test_wrong_missing_or_no_login_is_refused_with_what_to_do(settings: Settings) -> None:
+    with pytest.raises(BrokerUnavailable, match="refused principal 'admin'.*PLANTSTREAM_KAFKA_USERNAME"):
+        check_broker(replace(settings, kafka_password="not-the-password"), timeout=10)
+    with pytest.raises(BrokerUnavailable, match="no Kafka password.*PLANTSTREAM_KAFKA_PASSWORD"):
+        check_broker(replace(settings, kafka_password=""), timeout=10)
+    with pytest.raises(BrokerUnavailable, match="refused principal 'nobody'"):
+        check_broker(replace(settings, kafka_username="nobody"), timeout=10)
+    # a client that does not authenticate at all gets nothing (the broker drops it)
+    with pytest.raises(BrokerUnavailable):
+        check_broker(replace(settings, kafka_security_protocol="PLAINTEXT"), timeout=5)
+    with pytest.raises(KafkaException):
+        Consumer(consumer_config(replace(settings, kafka_security_protocol="PLAINTEXT"), "x")).list_topics(
+            timeout=5)
+
+
+def test_the_password_is_never_in_the_settings_repr(settings: Settings) -> None:
+    assert settings.kafka_password and settings.kafka_password not in repr(settings)
