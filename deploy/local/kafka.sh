@@ -147,9 +147,11 @@ write_secrets() {
   )
 }
 
-# Arguments that make a tool authenticate as admin (none on an open broker).
+# Arguments that make a tool authenticate as admin (none on an open broker). Also for a broker
+# this home did not start, given PLANTSTREAM_KAFKA_ADMIN_PASSWORD.
 tool_auth() {  # FLAG
-  if secured && [[ -f "$ADMIN_CLIENT_PROPS" ]]; then
+  if secured && admin_password >/dev/null; then
+    write_secrets
     printf '%s\n' "$1" "$ADMIN_CLIENT_PROPS"
   fi
 }

@@ -16,6 +16,7 @@ from plantstream.gateway.sender import SendReport, send_batches
 from plantstream.gateway.simulator import DEFAULT_TENANT, Factory
 from plantstream.gateway.truth import FaultWindow
 from plantstream.kafka import check_broker, create_topics
+from plantstream.kafkaauth import add_gateway, secured
 from plantstream.lag import group_lags, unread_messages
 from plantstream.settings import Settings
 from plantstream.supervisor import APPS, SERVICES, start, status
@@ -109,7 +110,9 @@ def simulate(settings: Settings, echo: Echo, *, machines: int, faulty: int, seco
     echo(f"assets: {machines} machines published; {horizon / 60:.0f} min of factory time in {seconds:.0f} s; "
          "faults injected: " + ", ".join(f"{w.machine} {w.kind}" for w in factory.ground_truth()))
     paced = sent_on_wall_clock(factory.timed_batches(horizon, batch_size=100), factory.start_us, speedup)
-    report = send_batches(settings, paced, progress=lambda r: echo(f"gateway: {r.line()}"),
+    # the factory's gateway logs in as a gateway, as a real one would: it may write batches only
+    gateway = add_gateway(settings, "demo") if secured(settings) else settings
+    report = send_batches(gateway, paced, progress=lambda r: echo(f"gateway: {r.line()}"),
                           progress_every=10.0)
     echo(f"gateway: done, {report.line()}")
     return DemoRun(report, factory.ground_truth(), factory.start_us)

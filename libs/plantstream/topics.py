@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from plantstream.settings import Settings
 
 GATEWAY = "gateway"  # machine gateways (producers only)
-PEOPLE = "cli"  # people's commands: the plantstream CLI and the alert board
+PEOPLE = "cli"  # people's commands from the plantstream CLI (the board writes alert commands as itself)
 OUTSIDE = (GATEWAY, PEOPLE)  # principals that are not services of the platform
 # Services that follow a topic live from its end, by assignment and outside any consumer group
 # (they commit nothing, so they have no lag): the maintenance board's live view of alerts.
@@ -168,7 +168,7 @@ def group_inputs(service: str) -> tuple[TopicSpec, ...]:
 
 
 def _who(names: tuple[str, ...]) -> str:
-    return ", ".join({GATEWAY: "gateways", PEOPLE: "people (CLI, board)"}.get(n, n) for n in names)
+    return ", ".join({GATEWAY: "gateways", PEOPLE: "people (CLI)"}.get(n, n) for n in names)
 
 
 def pipeline_picture() -> str:

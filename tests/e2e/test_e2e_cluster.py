@@ -56,11 +56,11 @@ def test_sigkill_of_the_transaction_coordinator_broker_mid_stream_loses_and_doub
             stack.wait_progress("archival")
             victim = leader_of(s, TRANSACTION_LOG, 0)
             valid = READINGS_VALID.physical(s)
-            led = [p for p in range(s.partitions) if leader_of(s.kafka_bootstrap, valid, p) == victim]
+            led = [p for p in range(s.partitions) if leader_of(s, valid, p) == victim]
             cluster.kill(victim)
             time.sleep(DOWN_SECONDS)
             stack.assert_alive(f"the {DOWN_SECONDS:g} s without broker {victim}")
-            assert leader_of(s.kafka_bootstrap, TRANSACTION_LOG, 0) != victim
+            assert leader_of(s, TRANSACTION_LOG, 0) != victim
             cluster.start(victim)
             assert sender.is_alive(), "the stream ended before the broker was back; lengthen it"
             sender.finish()

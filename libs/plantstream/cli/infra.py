@@ -114,4 +114,43 @@ def broker(action: str, args: tuple[str, ...]) -> None:
     """The project-local Kafka broker (KRaft): install, start, stop, status, logs, version."""
     script = REPO_ROOT / "deploy" / "local" / "kafka.sh"
     sys.exit(subprocess.call([str(script), action, *args], env=os.environ.copy()))
-commands = [broker, topics, db, schemas]
+@click.group()
+def kafka() -> None:
+    """Kafka logins and ACLs: who may produce and consume what (generated from the topic catalog)."""
+
+
+@kafka.command("acls")
+@click.option("--who", default=None, help="One service, or 'gateway' (default: all).")
+@friendly_errors
+def kafka_acls(who: str | None) -> None:
+    """Show the ALLOW ACLs each principal gets; anything else is refused by the broker."""
+    from plantstream.kafkaauth import grants, principal
+    from plantstream.topics import GATEWAY, services
+
+    s = settings()
+    rows = []
+    for name in [who] if who else [*services(), GATEWAY]:
+        shown = f"{principal(s, GATEWAY)}.<name>" if name == GATEWAY else principal(s, name)
+        rows += [{"principal": shown, "operation": g.operation, "resource": g.resource,
+                  "name": g.name + ("*" if g.prefixed else "")} for g in grants(s, name)]
+    print_table(rows)
+
+
+@kafka.command("add-gateway")
+@click.argument("name")
+@friendly_errors
+def kafka_add_gateway(name: str) -> None:
+    """Create gateway NAME's login (it may write gateway batches, nothing else) and print how the
+    gateway uses it. Needs the admin login; running it again keeps the password."""
+    from plantstream.kafkaauth import add_gateway, password_file
+    from plantstream.topics import GATEWAY
+
+    s = settings()
+    gw = add_gateway(s, name)
+    click.echo(f"principal      {gw.kafka_username}")
+    click.echo(f"password file  {password_file(s, f'{GATEWAY}.{name}')} (mode 0600; copy it to the gateway)")
+    click.echo(f"on the gateway: PLANTSTREAM_KAFKA_USERNAME={gw.kafka_username} "
+               "PLANTSTREAM_KAFKA_PASSWORD_FILE=<that file>")
+
+
+commands = [broker, topics, db, schemas, kafka]

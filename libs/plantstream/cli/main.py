@@ -14,7 +14,7 @@ from plantstream import __version__
 
 # Order is the order of `plantstream --help`.
 COMMAND_MODULES = [
-    "plantstream.cli.infra",     # broker, topics, db, schemas
+    "plantstream.cli.infra",     # broker, topics, db, schemas, kafka
     "plantstream.cli.services",  # run, services start|stop|status
     "plantstream.cli.gateway",   # gateway simulate|replay|send
     "plantstream.cli.assets",    # assets apply|list
