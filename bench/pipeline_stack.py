@@ -22,6 +22,7 @@ from plantstream.assets import publish_assets
 from plantstream.kafka import consumer_config
 from plantstream.lag import group_lags
 from plantstream.readingbatch import decode_readings
+from plantstream.kafkaauth import login_env
 from plantstream.settings import Settings
 from plantstream.topics import READINGS_VALID, machine_key
 
@@ -44,7 +45,7 @@ class Stack:
                     "PLANTSTREAM_CLICKHOUSE_URL": s.clickhouse_url,
                     "PLANTSTREAM_TOPIC_PREFIX": s.topic_prefix,
                     "PLANTSTREAM_PARTITIONS": str(s.partitions),
-                    "PLANTSTREAM_QUERY_PORT": "0"})
+                    "PLANTSTREAM_QUERY_PORT": "0", **login_env(s)})
         return env
 
     def cli(self, *args: str) -> str:
