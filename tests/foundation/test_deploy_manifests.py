@@ -65,6 +65,23 @@ def test_every_pod_runs_as_the_images_non_root_user_with_nothing_to_escalate() -
             assert all("emptyDir" in volumes[mounts[p]] for p in ("/var/lib/plantstream", "/tmp")), name
 
 
+def test_every_pod_logs_in_to_kafka_as_its_own_service_with_secrets_kept_out_of_the_configmap() -> None:
+    cm = yaml.safe_load((REPO / "deploy" / "k8s" / "config.yaml").read_text())["data"]
+    assert cm["PLANTSTREAM_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert "PLANTSTREAM_CLICKHOUSE_URL" not in cm and not any("@" in str(v) for v in cm.values())
+    for name, doc in deployments():
+        pod = doc["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        env = {e["name"]: e for e in c["env"]}
+        assert env["PLANTSTREAM_KAFKA_USERNAME"]["value"] == name
+        assert env["PLANTSTREAM_CLICKHOUSE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "plantstream-clickhouse"
+        login = env["PLANTSTREAM_KAFKA_PASSWORD_FILE"]["value"]
+        mounts = {m["name"]: m for m in c["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert login.startswith(mounts["kafka-login"]["mountPath"] + "/") and mounts["kafka-login"]["readOnly"]
+        assert volumes["kafka-login"]["secret"]["secretName"] == f"plantstream-kafka-{name}", name
+
+
 def test_compose_has_no_built_in_password_and_publishes_clickhouse_on_loopback_only() -> None:
     text = (REPO / "deploy" / "compose" / "compose.yaml").read_text()
     compose = yaml.safe_load(text)
