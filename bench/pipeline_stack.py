@@ -20,9 +20,9 @@ from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from plantstream import supervisor
 from plantstream.assets import publish_assets
 from plantstream.kafka import consumer_config
+from plantstream.kafkaauth import login_env
 from plantstream.lag import group_lags
 from plantstream.readingbatch import decode_readings
-from plantstream.kafkaauth import login_env
 from plantstream.settings import Settings
 from plantstream.topics import READINGS_VALID, machine_key
 

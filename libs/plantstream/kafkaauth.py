@@ -174,11 +174,13 @@ def secured(settings: Settings) -> bool:
 
 def login_env(settings: Settings) -> dict[str, str]:
     """Environment variables that make a child process log in to Kafka as ``settings`` does."""
-    return {"PLANTSTREAM_KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
-            "PLANTSTREAM_KAFKA_SASL_MECHANISM": settings.kafka_sasl_mechanism,
-            "PLANTSTREAM_KAFKA_USERNAME": settings.kafka_username,
-            "PLANTSTREAM_KAFKA_PASSWORD": settings.kafka_password,
-            **({"PLANTSTREAM_KAFKA_SSL_CA_FILE": settings.kafka_ssl_ca_file} if settings.kafka_ssl_ca_file else {})}
+    env = {"PLANTSTREAM_KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
+           "PLANTSTREAM_KAFKA_SASL_MECHANISM": settings.kafka_sasl_mechanism,
+           "PLANTSTREAM_KAFKA_USERNAME": settings.kafka_username,
+           "PLANTSTREAM_KAFKA_PASSWORD": settings.kafka_password}
+    if settings.kafka_ssl_ca_file:
+        env["PLANTSTREAM_KAFKA_SSL_CA_FILE"] = settings.kafka_ssl_ca_file
+    return env
 
 
 def service_env(admin_settings: Settings, service: str) -> dict[str, str]:

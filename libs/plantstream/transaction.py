@@ -11,6 +11,8 @@
 - Outputs the broker or client refuses for what they are (too large, invalid) are reported
   as :attr:`Outcome.REFUSED` at once: retrying cannot help, so the loop dead-letters the input
   that produced them instead of rewinding to it forever (which stalled the partition).
+- A transaction that cannot be aborted either (the producer is stuck) raises
+  :class:`ProducerFailed` too.
 - Transient failures (broker away) are retried a few times, then reported as
   :attr:`Outcome.FAILED`: the loop rolls back and consumes the batch again later.
 
@@ -157,9 +159,25 @@ def _commit_retrying(producer: Producer, tries: int = 5) -> None:
             time.sleep(min(0.2 * 2**n, 5))
 
 
+ABORT_TRIES = 2
+
+
 def _abort(producer: Producer) -> None:
-    try:
-        producer.abort_transaction(30)
-    except KafkaException as exc:
-        if exc.args[0].fatal():
-            raise
+    """Abort, asking again once (librdkafka resumes a timed-out abort). A producer that still
+    cannot abort is done for: seen after a broker restart, its transaction coordinator
+    connection kept one request queued for minutes ("TxnCoordinator: Timed out 0 in-flight,
+    0 retry-queued, 1 out-queue") and every later call failed with "Conflicting
+    abort_transaction API call is already in progress", so ingest never committed again.
+    Whether the transaction committed (a commit that timed out may have) is for the group's
+    committed offsets to say, as after a fatal error."""
+    for n in range(1, ABORT_TRIES + 1):
+        try:
+            producer.abort_transaction(20)
+            return
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.fatal():
+                raise
+            if n == ABORT_TRIES:
+                raise ProducerFailed(f"the transaction cannot be aborted ({err.str()})") from exc
+            log.warning("abort failed, asking again", extra={"error": err.str()})

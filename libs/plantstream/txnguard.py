@@ -10,14 +10,18 @@ it after ``transaction.timeout.ms``) and the runner carries on with a fresh prod
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from typing import Any
 
-from confluent_kafka import Producer, TopicPartition
+from confluent_kafka import KafkaException, Producer, TopicPartition
 
 from plantstream.errors import PlantstreamError
 from plantstream.kafka import producer_config, transactional_id
 from plantstream.settings import Settings
+
+log = logging.getLogger(__name__)
 
 TRANSACTION_TIMEOUT_MS = 10_000
 WEDGED_AFTER_S = 5.0  # beyond the call's own timeout
@@ -27,13 +31,23 @@ class ProducerWedged(PlantstreamError):
     """The transactional producer stopped answering; replace it (nothing was committed)."""
 
 
-def transactional_producer(settings: Settings, name: str) -> Producer:
-    """A producer with a fresh transactional id, transactions initialised."""
-    producer = Producer(producer_config(
-        settings, **{"transactional.id": transactional_id(settings, name),
-                     "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS}))
-    producer.init_transactions(30)
-    return producer
+def transactional_producer(settings: Settings, name: str, tries: int = 4) -> Producer:
+    """A producer with a fresh transactional id, transactions initialised (asked again while
+    the broker is coming back: a replacement producer is made right after a failure)."""
+    for n in range(1, tries + 1):
+        producer = Producer(producer_config(
+            settings, **{"transactional.id": transactional_id(settings, name),
+                         "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS}))
+        try:
+            producer.init_transactions(30)
+            return producer
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.fatal() or not err.retriable() or n == tries:
+                raise
+            log.warning("init_transactions failed, trying again", extra={"attempt": n, "error": err.str()})
+            time.sleep(2.0 * n)
+    raise AssertionError("unreachable")
 
 
 def send_offsets(producer: Producer, offsets: list[TopicPartition], group_metadata: Any,

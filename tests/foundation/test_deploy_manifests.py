@@ -74,11 +74,13 @@ def test_every_pod_logs_in_to_kafka_as_its_own_service_with_secrets_kept_out_of_
         (c,) = pod["containers"]
         env = {e["name"]: e for e in c["env"]}
         assert env["PLANTSTREAM_KAFKA_USERNAME"]["value"] == name
-        assert env["PLANTSTREAM_CLICKHOUSE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "plantstream-clickhouse"
+        dsn = env["PLANTSTREAM_CLICKHOUSE_URL"]["valueFrom"]["secretKeyRef"]
+        assert dsn["name"] == "plantstream-clickhouse"
         login = env["PLANTSTREAM_KAFKA_PASSWORD_FILE"]["value"]
         mounts = {m["name"]: m for m in c["volumeMounts"]}
         volumes = {v["name"]: v for v in pod["volumes"]}
-        assert login.startswith(mounts["kafka-login"]["mountPath"] + "/") and mounts["kafka-login"]["readOnly"]
+        assert login.startswith(mounts["kafka-login"]["mountPath"] + "/")
+        assert mounts["kafka-login"]["readOnly"] is True
         assert volumes["kafka-login"]["secret"]["secretName"] == f"plantstream-kafka-{name}", name
 
 
