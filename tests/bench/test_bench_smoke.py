@@ -56,6 +56,20 @@ def test_a_saw_tooth_that_starts_its_settled_part_in_a_trough_is_sustained() -> 
     assert v["lag"]["anomaly"]["peak_rise_s"] < 1.0
 
 
+def test_a_few_messages_of_saw_tooth_at_the_lowest_step_are_not_growth() -> None:
+    # ingest at 1,000 readings/s in a bench run (13.3 msgs/s, samples every 2.1 s): the settled
+    # part goes 0, 0, 0 then peaks at 44: 3.3 s of input, but 44 messages
+    lag = [52, 16, 0, 44, 0, 0, 0, 44, 16, 0, 28]
+    v = judge_step(series({"ingest": lag, "anomaly": [0] * 11}, msgs_per_s=13.3, every=2.1), SERVICES,
+                   1_000, 1_008)
+    assert v["lag"]["ingest"]["peak_rise_s"] > 1.0  # what the peak rule alone would call growth
+    assert v["sustained"], v
+    # the same shape with ten times the messages is growth
+    big = judge_step(series({"ingest": [0, 0, 0, 0, 0, 0, 0, 440, 160, 300, 500], "anomaly": [0] * 11},
+                            msgs_per_s=133.0, every=2.1), SERVICES, 10_000, 10_008)
+    assert not big["sustained"] and "lag grows: ingest" in big["reason"]
+
+
 def test_a_large_but_steady_backlog_is_not_sustained() -> None:
     samples = series({"ingest": [900] * 10, "anomaly": [5] * 10})  # 9 s of input behind, not growing
     v = judge_step(samples, SERVICES, 10_000, 10_000)
