@@ -137,3 +137,28 @@ def test_wrong_missing_or_no_login_is_refused_with_what_to_do(settings: Settings
 
 def test_the_password_is_never_in_the_settings_repr(settings: Settings) -> None:
     assert settings.kafka_password and settings.kafka_password not in repr(settings)
+
+
+def test_the_cli_prints_the_acls_and_gives_a_gateway_a_login_that_works(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from plantstream.cli.main import cli
+
+    monkeypatch.setenv("PLANTSTREAM_HOME", str(settings.home))
+    monkeypatch.setenv("PLANTSTREAM_KAFKA_BOOTSTRAP", settings.kafka_bootstrap)
+    monkeypatch.setenv("PLANTSTREAM_TOPIC_PREFIX", settings.topic_prefix)
+    acls = CliRunner().invoke(cli, ["kafka", "acls", "--who", "gateway"])
+    assert acls.exit_code == 0, acls.output
+    assert f"{settings.topic_prefix}gateway.<name>" in acls.output
+    rows = [line for line in acls.output.splitlines() if GATEWAY_READINGS.physical(settings) in line]
+    assert len(rows) == 1 and "write" in rows[0].split(), acls.output  # one grant: write its topic
+    added = CliRunner().invoke(cli, ["kafka", "add-gateway", "line-7"])
+    assert added.exit_code == 0, added.output
+    login = password_file(settings, "gateway.line-7")
+    assert str(login) in added.output and login.read_text() not in added.output  # the password is not shown
+    gw = replace(settings, kafka_username=f"{settings.topic_prefix}gateway.line-7",
+                 kafka_password=login.read_text())
+    assert produce_error(gw, GATEWAY_READINGS.physical(settings)) is None
+    bad = CliRunner().invoke(cli, ["kafka", "add-gateway", "no/slashes"])
+    assert bad.exit_code == 1 and "gateway name" in bad.output and "Traceback" not in bad.output
