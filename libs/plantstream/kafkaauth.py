@@ -190,5 +190,8 @@ def service_env(admin_settings: Settings, service: str) -> dict[str, str]:
         return {}
     own = provision(admin_settings, service)
     return {"PLANTSTREAM_KAFKA_USERNAME": own.kafka_username,
-            "PLANTSTREAM_KAFKA_PASSWORD_FILE": str(password_file(admin_settings, service)),
-            "PLANTSTREAM_KAFKA_PASSWORD": ""}
+            "PLANTSTREAM_KAFKA_PASSWORD_FILE": str(password_file(admin_settings, service))}
+
+
+# The operator's logins: the supervisor removes them from a service's environment.
+ADMIN_ONLY = ("PLANTSTREAM_KAFKA_PASSWORD", "PLANTSTREAM_KAFKA_ADMIN_PASSWORD")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plantstream.errors import PlantstreamError
-from plantstream.kafkaauth import service_env
+from plantstream.kafkaauth import ADMIN_ONLY, service_env
 from plantstream.settings import Settings
 
 # Appended, not in pipeline order: a service's index fixes its metrics port (base + 10 * index).
@@ -98,6 +98,8 @@ def start(settings: Settings, service: str, copy: int = 0, env: dict[str, str] |
     child_env = dict(env or os.environ)
     child_env.setdefault("PLANTSTREAM_HOME", str(settings.home))
     child_env["PLANTSTREAM_INSTANCE"] = f"{service}-{copy}"
+    for name in ADMIN_ONLY:
+        child_env.pop(name, None)
     child_env.update(service_env(settings, service))  # its own Kafka principal, least privilege
     port = metrics_port_for(child_env.get("PLANTSTREAM_METRICS_PORT", ""), service, copy)
     if port is not None:

@@ -162,3 +162,24 @@ def test_the_cli_prints_the_acls_and_gives_a_gateway_a_login_that_works(
     assert produce_error(gw, GATEWAY_READINGS.physical(settings)) is None
     bad = CliRunner().invoke(cli, ["kafka", "add-gateway", "no/slashes"])
     assert bad.exit_code == 1 and "gateway name" in bad.output and "Traceback" not in bad.output
+
+
+def test_a_service_started_by_the_supervisor_gets_its_own_login_and_never_the_admins(
+        settings: Settings) -> None:
+    import os
+
+    from plantstream import supervisor
+
+    assert os.environ["PLANTSTREAM_KAFKA_ADMIN_PASSWORD"]  # this process has it (conftest)
+    pid = supervisor.start(settings, "validation",
+                           env={**os.environ, "PLANTSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+                                "PLANTSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap})
+    try:
+        raw = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        env = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+    finally:
+        supervisor.stop(settings, "validation")
+    assert env["PLANTSTREAM_KAFKA_USERNAME"] == principal(settings, "validation")
+    assert env["PLANTSTREAM_KAFKA_PASSWORD_FILE"] == str(password_file(settings, "validation"))
+    assert "PLANTSTREAM_KAFKA_ADMIN_PASSWORD" not in env and "PLANTSTREAM_KAFKA_PASSWORD" not in env
+    assert settings.kafka_password not in "\0".join(env.values())
