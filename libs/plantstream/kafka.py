@@ -126,10 +126,10 @@ def consumer_config(settings: Settings, group: str, **overrides: Any) -> dict[st
     return conf
 
 
-def admin_client(settings: Settings) -> AdminClient:
+def admin_client(settings: Settings, **overrides: Any) -> AdminClient:
     # log_level 4: keep librdkafka's informational lines (e.g. BGQUEUE purges at close) off the terminal
     return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, **security_config(settings),
-                        "log_level": 4})
+                        "log_level": 4, **overrides})
 
 
 def check_broker(settings: Settings, timeout: float = 5.0) -> int:
@@ -150,8 +150,7 @@ def check_broker(settings: Settings, timeout: float = 5.0) -> int:
             "(the local broker writes its admin's to $PLANTSTREAM_HOME/kafka/secrets/admin.password at "
             "`make up`) or PLANTSTREAM_KAFKA_PASSWORD")
     errors: list[KafkaError] = []
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, **security_config(settings),
-                         "log_level": 0, "error_cb": errors.append})
+    admin = admin_client(settings, log_level=0, error_cb=errors.append)
     try:
         meta = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
