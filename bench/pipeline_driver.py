@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from plantstream.gateway.contract import encode_gateway_batch
-from plantstream.gateway.simulator import Factory
+from plantstream.gateway.simulator import DEFAULT_TENANT, Factory
 from plantstream.kafka import Output, ReliableProducer
+from plantstream.kafkaauth import add_gateway, secured
 from plantstream.settings import Settings
-from plantstream.topics import GATEWAY_READINGS, machine_key
+from plantstream.topics import TENANT_GATEWAY_READINGS, machine_key
 
 # Readings/s this process pre-generates (simulate + Avro encode) on a free core; used to
 # place the factory's clock at the moment sending starts.
@@ -43,9 +44,9 @@ def sampled_machines(factory: Factory, every: int) -> set[str]:
 def pregenerate(settings: Settings, factory: Factory, duration: float, sample: set[str],
                 batch_size: int) -> list[tuple[float, Output, int, str | None, int]]:
     """(due s, message, readings, sampled machine or None, last reading ts) per batch."""
-    topic = GATEWAY_READINGS.physical(settings)
     plan = []
     for batch, due in factory.timed_batches(duration, batch_size):
+        topic = TENANT_GATEWAY_READINGS.for_tenant(settings, batch["tenant"])  # as its gateway sends it
         value, headers = encode_gateway_batch(batch, "avro")
         key = machine_key(batch["tenant"], batch["site"], batch["machine"])
         last_ts = max(r["ts"] for r in batch["readings"])
@@ -99,7 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     factory = build_factory(args.machines, args.seed, args.rate, args.duration, start_us)
     sample = sampled_machines(factory, args.sample_every)
     plan = pregenerate(settings, factory, args.duration, sample, args.batch_size)
-    producer = ReliableProducer(settings)
+    # the factory's gateway logs in as one, as in production: it may write its tenant's topic only
+    gateway = add_gateway(settings, "bench", DEFAULT_TENANT) if secured(settings) else settings
+    producer = ReliableProducer(gateway)
     pregen_s = time.monotonic() - t0
     print("ready " + json.dumps({"batches": len(plan), "pregen_s": round(pregen_s, 2),
                                  "sampled_machines": sorted(sample)}), flush=True)

@@ -7,9 +7,9 @@ import time
 import uuid
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
-from plantstream.kafka import Output, ReliableProducer, consumer_config, watermarks
+from plantstream.kafka import Output, ReliableProducer, consumer_config, producer_config, watermarks
 from plantstream.settings import Settings
 
 
@@ -86,5 +86,36 @@ def end_offsets(settings: Settings, topic: str, partitions: int) -> list[int]:
     consumer = Consumer(consumer_config(settings, f"test-offsets-{uuid.uuid4().hex}"))
     try:
         return [watermarks(consumer, TopicPartition(topic, p))[1] for p in range(partitions)]
+    finally:
+        consumer.close()
+
+
+def produce_error(s: Settings, topic: str) -> KafkaError | None:
+    """Produce one record as ``s``'s principal; the delivery error (None: written)."""
+    errors: list[KafkaError | None] = []
+    producer = Producer(producer_config(s, **{"message.timeout.ms": 10_000}))
+    producer.produce(topic, b"x", b"k", on_delivery=lambda err, _msg: errors.append(err))
+    producer.flush(15)
+    assert errors, "no delivery report within 15 s"
+    return errors[0]
+
+
+def read_error(s: Settings, topic: str, group: str | None = None) -> KafkaError | None:
+    """Read ``topic`` in a consumer group as ``s``'s principal; the first error (None: it
+    reached the end of a partition)."""
+    conf = consumer_config(s, group or f"probe-{uuid.uuid4().hex[:6]}", **{"enable.partition.eof": True})
+    consumer = Consumer(conf)
+    try:
+        consumer.subscribe([topic])
+        for _ in range(100):
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            if msg.error() is None:
+                continue
+            if msg.error().code() == KafkaError._PARTITION_EOF:
+                return None
+            return msg.error()
+        raise AssertionError(f"neither the end of {topic} nor an error within 20 s")
     finally:
         consumer.close()

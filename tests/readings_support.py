@@ -71,8 +71,13 @@ def gateway_output(settings: Settings, batch: dict[str, Any], fmt: str = "avro")
 
 
 def run_ingest(settings: Settings, registry: AssetRegistry, idle: float = 4.0) -> IngestProcessor:
+    """The ingest processor in-process, on the service's own subscription (every tenant's
+    gateway topic and the operator's), until its input is read to the end."""
+    from ingest.service import SERVICE
+
     proc = IngestProcessor(settings, registry, trace.get_tracer("test"))
-    run_processor(proc, settings, [GATEWAY_READINGS.physical(settings)], "ingest", stop=StopFlag(),
+    topics = [spec.subscription(settings) for spec in SERVICE.sources]
+    run_processor(proc, settings, topics, "ingest", stop=StopFlag(),
                   metrics=proc.metrics, idle_exit_after=idle, until_read_to_end=True)
     return proc
 

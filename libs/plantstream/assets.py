@@ -33,13 +33,13 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import yaml
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from plantstream.avro import AvroCodec
 from plantstream.errors import ConfigError, DecodeError, PlantstreamError
-from plantstream.kafka import Output, ReliableProducer, consumer_config, watermarks
+from plantstream.kafka import Output, ReliableProducer, consumer_config, create_topics, watermarks
 from plantstream.settings import Settings
-from plantstream.topics import ASSETS, machine_key
+from plantstream.topics import ASSETS, CATALOG, TENANT_ID, machine_key
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,9 @@ def parse_assets(doc: dict[str, Any], now_us: int | None = None) -> list[dict[st
     seen: set[MachineId] = set()
     for t in doc["tenants"]:
         tenant = str(_require(t, "id", "tenant"))
+        if not TENANT_ID.match(tenant):  # it names the tenant's topics (gateway.readings.<tenant>)
+            raise ConfigError(f"tenant id {tenant!r}: use 1-64 of A-Z a-z 0-9 _ - (starting with a "
+                              "letter or digit)")
         for s in t.get("sites") or []:
             site = str(_require(s, "id", f"tenant {tenant} site"))
             for m in s.get("machines") or []:
@@ -132,7 +135,11 @@ def load_assets_file(path: Path) -> list[dict[str, Any]]:
 
 def publish_assets(settings: Settings, records: Iterable[dict[str, Any]],
                    remove: Iterable[MachineId] = ()) -> int:
-    """Publish asset records (and tombstones for ``remove``); return how many were acknowledged."""
+    """Publish asset records (and tombstones for ``remove``); return how many were acknowledged.
+    Creates the per-tenant topics (a tenant's gateway topic) of the records' tenants first."""
+    records = list(records)
+    create_topics(settings, [spec for spec in CATALOG if spec.per_tenant],
+                  tenants={r["tenant"] for r in records})
     codec = AvroCodec()
     topic = ASSETS.physical(settings)
     producer = ReliableProducer(settings)
@@ -142,6 +149,20 @@ def publish_assets(settings: Settings, records: Iterable[dict[str, Any]],
     for t, s, m in remove:
         producer.produce(Output(topic, machine_key(t, s, m), None))
     return producer.flush()
+
+
+def current_machines(settings: Settings) -> list[dict[str, Any]]:
+    """Every machine on the compacted assets topic now."""
+    follower = AssetFollower(settings).start()
+    try:
+        return follower.registry.machines()
+    finally:
+        follower.stop()
+
+
+def registry_tenants(settings: Settings) -> set[str]:
+    """The tenants with at least one machine on the assets topic now."""
+    return {m["tenant"] for m in current_machines(settings)}
 
 
 class AssetRegistry:
@@ -237,8 +258,14 @@ class AssetFollower:
             self.settings, f"assets-{uuid.uuid4().hex}", **{"enable.partition.eof": True}))
         try:
             meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+            deadline = time.monotonic() + 10.0  # a topic created a moment ago reaches the broker's metadata
+            while meta is not None and meta.error is not None and time.monotonic() < deadline \
+                    and meta.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART and not self._stop.is_set():
+                time.sleep(0.2)
+                meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
             if meta is None or meta.error is not None:
-                self.error = f"topic {topic} missing; run `plantstream topics create`"
+                why = meta.error.str() if meta is not None and meta.error is not None else "missing"
+                self.error = f"topic {topic}: {why}; run `plantstream topics create`"
                 return
             parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
             ends = {p.partition: watermarks(consumer, p, timeout=25.0)[1] for p in parts}

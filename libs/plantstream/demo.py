@@ -111,7 +111,7 @@ def simulate(settings: Settings, echo: Echo, *, machines: int, faulty: int, seco
          "faults injected: " + ", ".join(f"{w.machine} {w.kind}" for w in factory.ground_truth()))
     paced = sent_on_wall_clock(factory.timed_batches(horizon, batch_size=100), factory.start_us, speedup)
     # the factory's gateway logs in as a gateway, as a real one would: it may write batches only
-    gateway = add_gateway(settings, "demo") if secured(settings) else settings
+    gateway = add_gateway(settings, "demo", DEFAULT_TENANT) if secured(settings) else settings
     report = send_batches(gateway, paced, progress=lambda r: echo(f"gateway: {r.line()}"),
                           progress_every=10.0)
     echo(f"gateway: done, {report.line()}")

@@ -50,7 +50,8 @@ class ProcessorService:
         follower = AssetFollower(settings).start()
         try:
             processor = self.make(settings, follower.registry, tracer or trace.get_tracer(self.name), metrics)
-            run_processor(processor, settings, [spec.physical(settings) for spec in self.sources], self.name,
+            topics = [spec.subscription(settings) for spec in self.sources]
+            run_processor(processor, settings, topics, self.name,
                           batch_size=self.batch_size,
                           max_wait=settings.batch_wait_seconds if self.batched else 0.0,
                           stop=stop, metrics=metrics, idle_exit_after=idle_exit_after,

@@ -168,8 +168,19 @@ def topic_name(settings: Settings, spec: TopicSpec) -> str:
     return spec.physical(settings)
 
 
-def create_topics(settings: Settings, specs: Iterable[TopicSpec] = CATALOG) -> dict[str, str]:
-    """Create missing catalog topics; return {topic: 'created' | 'exists'}.
+def physical_topics(settings: Settings, specs: Iterable[TopicSpec],
+                    tenants: Iterable[str] = ()) -> list[tuple[str, TopicSpec]]:
+    """(topic, spec) of every topic of ``specs``: per-tenant ones for each of ``tenants``."""
+    tenants = sorted(set(tenants))
+    return [(name, spec) for spec in specs
+            for name in ([spec.for_tenant(settings, t) for t in tenants] if spec.per_tenant
+                         else [spec.physical(settings)])]
+
+
+def create_topics(settings: Settings, specs: Iterable[TopicSpec] = CATALOG,
+                  tenants: Iterable[str] = ()) -> dict[str, str]:
+    """Create missing catalog topics (a per-tenant topic for each of ``tenants``); return
+    {topic: 'created' | 'exists'}.
 
     An existing topic with a different partition count is reported, not changed: adding
     partitions would move machines between partitions and break per-machine order.
@@ -178,8 +189,7 @@ def create_topics(settings: Settings, specs: Iterable[TopicSpec] = CATALOG) -> d
     existing = admin.list_topics(timeout=10).topics
     result: dict[str, str] = {}
     new = []
-    for spec in specs:
-        name = spec.physical(settings)
+    for name, spec in physical_topics(settings, specs, tenants):
         if name in existing:
             have = len(existing[name].partitions)
             want = spec.partitions(settings)
@@ -214,8 +224,8 @@ def delete_topics(settings: Settings, names: list[str]) -> None:
 def describe_topics(settings: Settings) -> list[dict[str, Any]]:
     meta = admin_client(settings).list_topics(timeout=10)
     rows = []
-    for spec in CATALOG:
-        name = spec.physical(settings)
+    tenants = {t for spec in CATALOG for name in meta.topics if (t := spec.tenant_of(settings, name))}
+    for name, spec in physical_topics(settings, CATALOG, tenants):
         t = meta.topics.get(name)
         rows.append({
             "topic": name,
@@ -259,6 +269,13 @@ class ReliableProducer:
                 return
             except BufferError:
                 self._producer.poll(0.05)
+
+    def topic_error(self, topic: str, timeout: float = 10.0) -> KafkaError | None:
+        """Why ``topic`` cannot be written as this login (None: it exists and may be seen)."""
+        t = self._producer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if t is None:
+            return KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)
+        return t.error
 
     def poll(self, timeout: float = 0.0) -> int:
         """Serve delivery reports (so ``tracker`` stays current during long runs)."""

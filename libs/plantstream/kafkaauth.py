@@ -1,11 +1,13 @@
 """Kafka principals and their least-privilege ACLs, derived from the topic catalog.
 
 Every service runs as its own SCRAM principal, ``<topic prefix><service>``, and every gateway
-as ``<topic prefix>gateway.<name>``. What each may do follows from the catalog's graph
+as ``<topic prefix>gateway.<tenant>.<name>``. What each may do follows from the catalog's graph
 (:mod:`plantstream.topics`): WRITE on the topics it produces, READ on those it consumes,
 its consumer group and its transactional ids (both by the prefix ``<topic prefix><service>``),
-nothing else. A gateway may only write ``gateway.readings``, so it can neither read another
-tenant's data nor write anywhere downstream of validation. The broker's StandardAuthorizer
+nothing else. A gateway belongs to one tenant and may only write that tenant's
+``gateway.readings.<tenant>``: it can neither read any data nor write another tenant's topic
+or anything downstream of validation, and ingest refuses a batch on it that names another
+tenant (``tenant_mismatch``). The broker's StandardAuthorizer
 refuses anything without an ACL (``deploy/local/kafka.sh``); the operator's CLI runs as the
 local broker's super user ``admin``.
 
@@ -37,9 +39,9 @@ from confluent_kafka.admin import (
 )
 
 from plantstream.errors import BrokerUnavailable, PlantstreamError
-from plantstream.kafka import admin_client, check_broker
+from plantstream.kafka import admin_client, check_broker, create_topics
 from plantstream.settings import Settings
-from plantstream.topics import CATALOG, GATEWAY, services
+from plantstream.topics import CATALOG, GATEWAY, TENANT_FIELD, TENANT_GATEWAY_READINGS, TENANT_ID, services
 
 SCRAM_ITERATIONS = 8192
 GATEWAY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -68,15 +70,30 @@ class Grant:
 
 
 def principal(settings: Settings, who: str) -> str:
-    """The SCRAM user name of a service, or of ``gateway.<name>``."""
+    """The SCRAM user name of a service, or of ``gateway.<tenant>.<name>``."""
     return settings.topic_prefix + who
 
 
-def grants(settings: Settings, who: str) -> list[Grant]:
-    """What ``who`` (a service, or ``gateway`` for every gateway) may do, from the catalog.
-    READ and WRITE imply DESCRIBE in Kafka's authorizer."""
+def gateway_principal(tenant: str, name: str) -> str:
+    """``who`` of gateway ``name`` of ``tenant`` (its principal, without the topic prefix)."""
+    return f"{GATEWAY}.{tenant}.{name}"
+
+
+def grants(settings: Settings, who: str, tenant: str | None = None) -> list[Grant]:
+    """What ``who`` (a service, or ``gateway`` with the ``tenant`` it belongs to) may do, from
+    the catalog. READ and WRITE imply DESCRIBE in Kafka's authorizer. Without a tenant a
+    gateway's grants name the per-tenant topic's template (for showing, not for provisioning)."""
     out: list[Grant] = []
     for spec in CATALOG:
+        if spec.per_tenant:  # written by one tenant's principals, read by pattern
+            if who in spec.producers:
+                topic = (spec.for_tenant(settings, tenant) if tenant is not None
+                         else settings.topic_prefix + spec.name)
+                out.append(Grant("topic", topic, "write"))
+            if who in spec.consumers:
+                head = settings.topic_prefix + spec.name.split(TENANT_FIELD)[0]
+                out.append(Grant("topic", head, "read", prefixed=True))
+            continue
         topic = spec.physical(settings)
         if who in spec.producers:
             out.append(Grant("topic", topic, "write"))
@@ -109,10 +126,11 @@ def _password(settings: Settings, who: str) -> str:
     return password
 
 
-def provision(admin_settings: Settings, who: str, grant_as: str | None = None) -> Settings:
+def provision(admin_settings: Settings, who: str, grant_as: str | None = None,
+              tenant: str | None = None) -> Settings:
     """Create (or refresh) ``who``'s SCRAM user and its ACLs with the operator's (admin)
-    credentials; return settings that authenticate as ``who``. ``grant_as`` names whose
-    grants apply (``gateway`` for a gateway). Idempotent."""
+    credentials; return settings that authenticate as ``who``. ``grant_as`` and ``tenant``
+    name whose grants apply (``gateway`` of a tenant for a gateway). Idempotent."""
     user = principal(admin_settings, who)
     had_password = password_file(admin_settings, who).exists()
     password = _password(admin_settings, who)
@@ -125,7 +143,7 @@ def provision(admin_settings: Settings, who: str, grant_as: str | None = None) -
             for future in admin.alter_user_scram_credentials([upsert]).values():
                 future.result()
             _wait_until_it_logs_in(own)
-        bindings = [g.binding(user) for g in grants(admin_settings, grant_as or who)]
+        bindings = [g.binding(user) for g in grants(admin_settings, grant_as or who, tenant)]
         for future in admin.create_acls(bindings, request_timeout=30).values():
             future.result()
     except KafkaException as exc:
@@ -160,12 +178,17 @@ def _wait_until_it_logs_in(own: Settings, timeout: float = 15.0) -> None:
             time.sleep(0.2)
 
 
-def add_gateway(admin_settings: Settings, name: str) -> Settings:
-    """A gateway's own principal ``<prefix>gateway.<name>``: it may write gateway batches only."""
+def add_gateway(admin_settings: Settings, name: str, tenant: str) -> Settings:
+    """Gateway ``name`` of ``tenant``: its own principal ``<prefix>gateway.<tenant>.<name>``,
+    which may write its tenant's gateway batches only. Creates the tenant's gateway topic."""
     if not GATEWAY_NAME.match(name):
         raise PlantstreamError(f"gateway name {name!r}: use 1-64 of A-Z a-z 0-9 _ - "
                                "(starting with a letter or digit)")
-    return provision(admin_settings, f"{GATEWAY}.{name}", grant_as=GATEWAY)
+    if not TENANT_ID.match(tenant):
+        raise PlantstreamError(f"tenant id {tenant!r}: use 1-64 of A-Z a-z 0-9 _ - "
+                               "(starting with a letter or digit)")
+    create_topics(admin_settings, [TENANT_GATEWAY_READINGS], tenants=[tenant])
+    return provision(admin_settings, gateway_principal(tenant, name), grant_as=GATEWAY, tenant=tenant)
 
 
 def secured(settings: Settings) -> bool:

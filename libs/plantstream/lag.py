@@ -38,18 +38,23 @@ class GroupLag:
         return max(self.end - self.committed, 0)
 
 
-def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
+def _is_input(settings: Settings, topic: str, specs: Iterable[TopicSpec]) -> bool:
+    return any(spec.matches(settings, topic) for spec in specs)
+
+
+def end_offsets(settings: Settings, specs: Iterable[TopicSpec]) -> dict[tuple[str, int], int]:
+    """The log-end offset of every partition of ``specs``' topics (every tenant's, per tenant)."""
     from confluent_kafka import Consumer
 
     from plantstream.kafka import consumer_config, watermarks
 
+    specs = list(specs)
     consumer = Consumer(consumer_config(settings, "plantstream-lag-probe"))
     try:
         meta = consumer.list_topics(timeout=10)
         out = {}
-        for t in topics:
-            tm = meta.topics.get(t)
-            if tm is None or tm.error is not None:
+        for t, tm in sorted(meta.topics.items()):
+            if tm.error is not None or not _is_input(settings, t, specs):
                 continue
             for p in tm.partitions:
                 out[(t, p)] = watermarks(consumer, TopicPartition(t, p))[1]
@@ -63,12 +68,11 @@ def group_lags(settings: Settings, only: Iterable[str] | None = None) -> list[Gr
     the ones a supervisor runs)."""
     wanted = SERVICE_INPUTS if only is None else {s: SERVICE_INPUTS[s] for s in only if s in SERVICE_INPUTS}
     admin = admin_client(settings)
-    topics = sorted({spec.physical(settings) for _, specs in wanted.values() for spec in specs})
-    ends = end_offsets(settings, topics)
+    ends = end_offsets(settings, {spec for _, specs in wanted.values() for spec in specs})
     results = []
     for service, (group, specs) in wanted.items():
         gid = settings.topic_prefix + group
-        parts = [TopicPartition(t, p) for (t, p) in ends if t in {s.physical(settings) for s in specs}]
+        parts = [TopicPartition(t, p) for (t, p) in ends if _is_input(settings, t, specs)]
         committed = 0
         try:
             fut = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(gid, parts)])[gid]
@@ -113,7 +117,7 @@ def partition_lags(settings: Settings, service: str, limit: int = 1000) -> list[
     group, specs = SERVICE_INPUTS[service]
     admin = admin_client(settings)
     gid = settings.topic_prefix + group
-    ends = end_offsets(settings, [s.physical(settings) for s in specs])
+    ends = end_offsets(settings, specs)
     parts = [TopicPartition(t, p) for (t, p) in ends]
     committed: dict[tuple[str, int], int] = {}
     try:
@@ -215,7 +219,7 @@ def off_log_end(settings: Settings, services: Iterable[str], run_tool: Callable[
         out: dict[str, list[ToolRow]] = {s: [] for s in wanted}
         for r in rows:
             service = groups[r.group]
-            if r.topic in {spec.physical(settings) for spec in wanted[service][1]} and not r.at_end:
+            if _is_input(settings, r.topic, wanted[service][1]) and not r.at_end:
                 out[service].append(r)
         if not any(out.values()) or time.monotonic() > deadline:
             return out

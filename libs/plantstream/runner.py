@@ -43,6 +43,7 @@ from plantstream.txnguard import ProducerWedged, transactional_producer
 log = logging.getLogger(__name__)
 
 CATCH_UP_S = 1.0  # when idle, how often to commit positions that moved past markers only
+PATTERN_REFRESH_MS = 5000  # how soon a pattern subscription sees a new topic (a new tenant)
 
 Step = Callable[[list[Message]], list[Output]]
 
@@ -195,6 +196,10 @@ def run_processor(
     # commands of one machine): the range assignor gives partition p of every topic to the
     # same copy; cooperative-sticky would not.
     overrides: dict[str, Any] = {"partition.assignment.strategy": "range"} if len(topics) > 1 else {}
+    if any(t.startswith("^") for t in topics):
+        # A per-tenant topic made while the service runs (a new tenant) is found by pattern
+        # within this time, not librdkafka's default 5 minutes.
+        overrides["topic.metadata.refresh.interval.ms"] = PATTERN_REFRESH_MS
     at_end: set[tuple[str, int]] | None = None
     if until_read_to_end:
         overrides["enable.partition.eof"], at_end = True, set()

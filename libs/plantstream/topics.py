@@ -9,10 +9,16 @@ map of ``plantstream status``, archival's routes and the README picture are deri
 Consumers read a topic in one of two ways: append-only topics in the service's consumer
 group (group id = topic prefix + service name), compacted topics (the asset registry, state
 changelogs) whole, by assignment and outside any group, to rebuild state.
+
+A per-tenant topic (a name with ``{tenant}``, e.g. ``gateway.readings.{tenant}``) is one
+topic per tenant of the asset registry. The broker's ACLs let a tenant's principals write only
+their own tenant's topic, so the topic a record arrived on says which tenant sent it: its
+consumers read every tenant's topic by pattern and refuse a record that names another tenant.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from plantstream.settings import Settings
@@ -40,8 +46,43 @@ class TopicSpec:
     single_partition: bool = False
     retention_hours: int | None = None  # None: the setting's default
 
+    @property
+    def per_tenant(self) -> bool:
+        return TENANT_FIELD in self.name
+
     def physical(self, settings: Settings) -> str:
+        if self.per_tenant:
+            raise ValueError(f"{self.name} is one topic per tenant: use for_tenant(settings, tenant)")
         return settings.topic_prefix + self.name
+
+    def for_tenant(self, settings: Settings, tenant: str) -> str:
+        """The physical topic of ``tenant`` (a per-tenant topic's)."""
+        if not TENANT_ID.match(tenant):
+            raise ValueError(f"tenant id {tenant!r} cannot name a topic: use 1-64 of A-Z a-z 0-9 _ -")
+        return settings.topic_prefix + self.name.replace(TENANT_FIELD, tenant)
+
+    def subscription(self, settings: Settings) -> str:
+        """What a consumer subscribes to: the topic, or (per tenant) a pattern of all of them."""
+        if not self.per_tenant:
+            return self.physical(settings)
+        head, tail = (settings.topic_prefix + self.name).split(TENANT_FIELD)
+        return f"^{_ere_escape(head)}{TENANT_CHARS}{_ere_escape(tail)}$"
+
+    def tenant_of(self, settings: Settings, topic: str) -> str | None:
+        """The tenant whose topic ``topic`` is (None: not one of this per-tenant topic's)."""
+        if not self.per_tenant:
+            return None
+        head, tail = (settings.topic_prefix + self.name).split(TENANT_FIELD)
+        if not (topic.startswith(head) and topic.endswith(tail)) or len(topic) <= len(head) + len(tail):
+            return None
+        tenant = topic[len(head):len(topic) - len(tail)]
+        return tenant if TENANT_ID.match(tenant) else None
+
+    def matches(self, settings: Settings, topic: str) -> bool:
+        """Whether ``topic`` is this spec's topic (or one of its tenants')."""
+        if self.per_tenant:
+            return self.tenant_of(settings, topic) is not None
+        return topic == self.physical(settings)
 
     def partitions(self, settings: Settings) -> int:
         return 1 if self.single_partition else settings.partitions
@@ -59,11 +100,29 @@ class TopicSpec:
         return not self.compacted
 
 
+TENANT_FIELD = "{tenant}"
+TENANT_CHARS = "[A-Za-z0-9_-]+"  # a tenant id, as the asset registry allows it (no dots)
+TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
 _STAGES = ("ingest", "validation", "anomaly", "maintenance")
 
-GATEWAY_READINGS = TopicSpec(
-    "gateway.readings", "gateway_batch", "Raw batches from gateways, Avro or JSON (see README).",
+
+def _ere_escape(text: str) -> str:
+    """``text`` as a literal in librdkafka's (POSIX extended) regex syntax; Python's
+    ``re.escape`` also escapes ``-``, which POSIX leaves undefined outside brackets."""
+    return "".join("\\" + c if c in ".^$*+?()[]{}|\\" else c for c in text)
+
+
+TENANT_GATEWAY_READINGS = TopicSpec(
+    "gateway.readings.{tenant}", "gateway_batch",
+    "Raw batches from one tenant's gateways, Avro or JSON (see README); only that tenant's "
+    "gateways may write it.",
     producers=(GATEWAY,), consumers=("ingest",))
+GATEWAY_READINGS = TopicSpec(
+    "gateway.readings", "gateway_batch",
+    "The operator's gateway feed (bulk loads, tests): any tenant's batches, written by the "
+    "admin principal only.",
+    producers=(PEOPLE,), consumers=("ingest",))
 READINGS_NORMALIZED = TopicSpec(
     "readings.normalized", "reading_batch", "Readings mapped to sensor ids and canonical units.",
     producers=("ingest",), consumers=("validation",))
@@ -121,7 +180,7 @@ NOTIFIER_OPEN_ALERTS = TopicSpec(
     producers=("notifier",), consumers=("notifier",), keyed_by="alert id", compacted=True)
 
 CATALOG: tuple[TopicSpec, ...] = (
-    GATEWAY_READINGS, READINGS_NORMALIZED, READINGS_VALID, READINGS_REJECTED,
+    TENANT_GATEWAY_READINGS, GATEWAY_READINGS, READINGS_NORMALIZED, READINGS_VALID, READINGS_REJECTED,
     ANOMALIES, ALERTS, ALERT_COMMANDS, NOTIFICATIONS, ASSETS, ANOMALY_MODELS,
     INGEST_SEEN_BATCHES, VALIDATION_STATE, MAINTENANCE_MACHINES, NOTIFIER_OPEN_ALERTS,
 )

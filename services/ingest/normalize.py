@@ -8,6 +8,7 @@ tail, so the per-reading work is a dict lookup, a multiply-add and a few list ap
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -93,8 +94,12 @@ class Normalizer:
     """Turns gateway messages into reading_batch Outputs and dead letters."""
 
     def __init__(self, registry: AssetRegistry, seen: SeenBatches, dead: DeadLetters, out_topic: str,
-                 limits: GatewayLimits) -> None:
+                 limits: GatewayLimits, sender_tenant: Callable[[str], str | None] = lambda _topic: None
+                 ) -> None:
+        """``sender_tenant(topic)``: the tenant whose gateways alone may write ``topic`` (None:
+        the operator's topic, any tenant)."""
         self.registry = registry
+        self.sender_tenant = sender_tenant
         self.seen = seen
         self.dead = dead
         self.out_topic = out_topic
@@ -104,10 +109,18 @@ class Normalizer:
     def normalize(self, src: Source, now_us: int,
                   key: bytes | None | KeyCheck = KeyCheck.SKIP) -> list[Output]:
         """One gateway message (``key``: its Kafka key) -> its normalized batch and dead letters."""
+        sender = self.sender_tenant(src.topic)
         try:
             batch = decode_gateway_columns(src.value, src.headers, self.limits)
-        except DecodeError as exc:
-            return [self.dead.make(src, exc.reason, exc.detail, now_us=now_us)]
+        except DecodeError as exc:  # filed under the tenant that sent it, when the topic says
+            return [self.dead.make(src, exc.reason, exc.detail, tenant=sender, now_us=now_us)]
+        if sender is not None and batch.tenant != sender:
+            # Filed under the sender, not the tenant it names: the named tenant's people and
+            # analysts never see what another tenant's gateway tried.
+            return [self.dead.make(src, "tenant_mismatch",
+                                   f"the batch names tenant {batch.tenant!r} but came from a gateway of "
+                                   f"tenant {sender!r} (topic {src.topic}); a gateway may only send "
+                                   "its own tenant's readings", tenant=sender, now_us=now_us)]
         tenant, site, machine = batch.tenant, batch.site, batch.machine
         mid = (tenant, site, machine)
         who = {"tenant": tenant, "site": site, "machine": machine, "now_us": now_us}

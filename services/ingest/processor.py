@@ -25,7 +25,7 @@ from plantstream.telemetry import (
     message_span,
     set_attributes,
 )
-from plantstream.topics import READINGS_NORMALIZED
+from plantstream.topics import READINGS_NORMALIZED, TENANT_GATEWAY_READINGS
 
 
 class IngestProcessor(Processor):
@@ -37,9 +37,16 @@ class IngestProcessor(Processor):
         self.tracer = tracer
         self.seen = SeenBatches(settings)
         self.stores = (self.seen.store,)
+        senders: dict[str, str | None] = {}  # topic -> the tenant whose gateways write it
+
+        def sender_tenant(topic: str) -> str | None:
+            if topic not in senders:
+                senders[topic] = TENANT_GATEWAY_READINGS.tenant_of(settings, topic)
+            return senders[topic]
+
         self.normalizer = Normalizer(registry, self.seen, DeadLetters(settings, "ingest", self.metrics),
                                      READINGS_NORMALIZED.physical(settings),
-                                     GatewayLimits.from_settings(settings))
+                                     GatewayLimits.from_settings(settings), sender_tenant)
 
     def process(self, messages: Sequence[Message]) -> list[Output]:
         now_us = time.time_ns() // 1000

@@ -5,14 +5,14 @@ an unauthenticated client, gets a clear refusal."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import replace
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException
 
+from plantstream.assets import parse_assets, publish_assets
 from plantstream.errors import BrokerUnavailable
-from plantstream.kafka import check_broker, consumer_config, producer_config
+from plantstream.kafka import check_broker, consumer_config
 from plantstream.kafkaauth import add_gateway, grants, password_file, principal, provision
 from plantstream.settings import Settings
 from plantstream.topics import (
@@ -24,41 +24,13 @@ from plantstream.topics import (
     GATEWAY_READINGS,
     READINGS_REJECTED,
     READINGS_VALID,
+    TENANT_GATEWAY_READINGS,
     services,
 )
 
+from kafka_io import produce_error, read_error
+
 pytestmark = pytest.mark.integration
-
-
-def produce_error(s: Settings, topic: str) -> KafkaError | None:
-    """Produce one record as ``s``'s principal; the delivery error (None: written)."""
-    errors: list[KafkaError | None] = []
-    producer = Producer(producer_config(s, **{"message.timeout.ms": 10_000}))
-    producer.produce(topic, b"x", b"k", on_delivery=lambda err, _msg: errors.append(err))
-    producer.flush(15)
-    assert errors, "no delivery report within 15 s"
-    return errors[0]
-
-
-def read_error(s: Settings, topic: str, group: str | None = None) -> KafkaError | None:
-    """Read ``topic`` in a consumer group as ``s``'s principal; the first error (None: it
-    reached the end of a partition)."""
-    conf = consumer_config(s, group or f"probe-{uuid.uuid4().hex[:6]}", **{"enable.partition.eof": True})
-    consumer = Consumer(conf)
-    try:
-        consumer.subscribe([topic])
-        for _ in range(100):
-            msg = consumer.poll(0.2)
-            if msg is None:
-                continue
-            if msg.error() is None:
-                continue
-            if msg.error().code() == KafkaError._PARTITION_EOF:
-                return None
-            return msg.error()
-        raise AssertionError(f"neither the end of {topic} nor an error within 20 s")
-    finally:
-        consumer.close()
 
 
 def test_each_service_may_do_exactly_what_the_catalog_says(settings: Settings) -> None:
@@ -75,11 +47,14 @@ def test_each_service_may_do_exactly_what_the_catalog_says(settings: Settings) -
         ("group", f"{p}anomaly", "read", True),
         ("transactional-id", f"{p}anomaly", "write", True),
     }
-    gateway = {(g.resource, g.name, g.operation) for g in grants(settings, "gateway")}
-    assert gateway == {("topic", GATEWAY_READINGS.physical(settings), "write")}
-    for service in services():  # no service may write the gateways' topic or read another's state
+    gateway = {(g.resource, g.name, g.operation) for g in grants(settings, "gateway", "acme")}
+    acme = TENANT_GATEWAY_READINGS.for_tenant(settings, "acme")
+    assert gateway == {("topic", acme, "write")}  # its tenant's topic, nothing else
+    ingest = {(g.resource, g.name, g.operation, g.prefixed) for g in grants(settings, "ingest")}
+    assert ("topic", f"{p}gateway.readings.", "read", True) in ingest  # every tenant's, by prefix
+    for service in services():  # no service may write the gateways' topics or read another's state
         rows = grants(settings, service)
-        assert ("topic", GATEWAY_READINGS.physical(settings), "write") not in {
+        assert not {("topic", GATEWAY_READINGS.physical(settings), "write"), ("topic", acme, "write")} & {
             (g.resource, g.name, g.operation) for g in rows}
     with pytest.raises(Exception, match="neither a service"):
         grants(settings, "intruder")
@@ -106,18 +81,21 @@ def test_a_service_principal_is_refused_what_its_acls_do_not_allow(settings: Set
 
 
 def test_a_gateway_may_write_batches_and_nothing_else(settings: Settings) -> None:
-    gw = add_gateway(settings, "press-01")
-    assert gw.kafka_username == f"{settings.topic_prefix}gateway.press-01"
-    assert produce_error(gw, GATEWAY_READINGS.physical(settings)) is None
-    for topic in (READINGS_VALID, ALERT_COMMANDS, ASSETS):  # cannot inject past validation or act for people
+    gw = add_gateway(settings, "press-01", "acme")
+    own = TENANT_GATEWAY_READINGS.for_tenant(settings, "acme")
+    assert gw.kafka_username == f"{settings.topic_prefix}gateway.acme.press-01"
+    assert produce_error(gw, own) is None
+    # cannot inject past validation, act for people, or write the operator's any-tenant feed
+    for topic in (READINGS_VALID, ALERT_COMMANDS, ASSETS, GATEWAY_READINGS):
         refused = produce_error(gw, topic.physical(settings))
         assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, topic.name
-    for topic in (GATEWAY_READINGS, READINGS_VALID, ALERTS):  # cannot read anyone's data, its own included
-        refused = read_error(gw, topic.physical(settings))
+    # it reads nothing, not even its own topic
+    for topic in (own, READINGS_VALID.physical(settings), ALERTS.physical(settings)):
+        refused = read_error(gw, topic)
         assert refused is not None and refused.code() in (
-            KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED), topic.name
+            KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED), topic
     with pytest.raises(Exception, match="gateway name"):
-        add_gateway(settings, "../admin")
+        add_gateway(settings, "../admin", "acme")
 
 
 def test_wrong_missing_or_no_login_is_refused_with_what_to_do(settings: Settings) -> None:
@@ -150,17 +128,22 @@ def test_the_cli_prints_the_acls_and_gives_a_gateway_a_login_that_works(
     monkeypatch.setenv("PLANTSTREAM_TOPIC_PREFIX", settings.topic_prefix)
     acls = CliRunner().invoke(cli, ["kafka", "acls", "--who", "gateway"])
     assert acls.exit_code == 0, acls.output
-    assert f"{settings.topic_prefix}gateway.<name>" in acls.output
-    rows = [line for line in acls.output.splitlines() if GATEWAY_READINGS.physical(settings) in line]
-    assert len(rows) == 1 and "write" in rows[0].split(), acls.output  # one grant: write its topic
-    added = CliRunner().invoke(cli, ["kafka", "add-gateway", "line-7"])
+    assert f"{settings.topic_prefix}gateway.<tenant>.<name>" in acls.output
+    rows = [line for line in acls.output.splitlines() if "gateway.readings" in line]
+    assert len(rows) == 1 and "write" in rows[0].split(), acls.output  # one grant: write its tenant's topic
+    assert f"{settings.topic_prefix}gateway.readings.{{tenant}}" in rows[0]
+    unknown = CliRunner().invoke(cli, ["kafka", "add-gateway", "line-7", "--tenant", "acme"])
+    assert unknown.exit_code == 1 and "no machines in the asset registry" in unknown.output, unknown.output
+    publish_assets(settings, parse_assets({"tenants": [{"id": "acme", "sites": [{"id": "p1", "machines": [
+        {"id": "m1", "sensors": [{"id": "t", "unit": "degC"}]}]}]}]}))
+    added = CliRunner().invoke(cli, ["kafka", "add-gateway", "line-7", "--tenant", "acme"])
     assert added.exit_code == 0, added.output
-    login = password_file(settings, "gateway.line-7")
+    login = password_file(settings, "gateway.acme.line-7")
     assert str(login) in added.output and login.read_text() not in added.output  # the password is not shown
-    gw = replace(settings, kafka_username=f"{settings.topic_prefix}gateway.line-7",
+    gw = replace(settings, kafka_username=f"{settings.topic_prefix}gateway.acme.line-7",
                  kafka_password=login.read_text())
-    assert produce_error(gw, GATEWAY_READINGS.physical(settings)) is None
-    bad = CliRunner().invoke(cli, ["kafka", "add-gateway", "no/slashes"])
+    assert produce_error(gw, TENANT_GATEWAY_READINGS.for_tenant(settings, "acme")) is None
+    bad = CliRunner().invoke(cli, ["kafka", "add-gateway", "no/slashes", "--tenant", "acme"])
     assert bad.exit_code == 1 and "gateway name" in bad.output and "Traceback" not in bad.output
 
 

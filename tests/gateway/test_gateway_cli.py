@@ -17,8 +17,9 @@ from plantstream.cli.main import cli
 from plantstream.gateway.contract import decode_gateway_message
 from plantstream.gateway.simulator import Factory
 from plantstream.gateway.truth import load_ground_truth
+from plantstream.kafka import create_topics
 from plantstream.settings import Settings
-from plantstream.topics import GATEWAY_READINGS, machine_key
+from plantstream.topics import TENANT_GATEWAY_READINGS, machine_key
 
 from kafka_io import read_topic
 
@@ -34,7 +35,9 @@ def run_cli(args: list[str], env: dict[str, str]) -> str:
 
 
 def read_batches(settings: Settings, count: int) -> list[tuple[bytes, int, dict, dict]]:
-    msgs = read_topic(settings, GATEWAY_READINGS.physical(settings), until=lambda m: len(m) >= count)
+    """What the CLI sent to the (default) demo tenant's gateway topic."""
+    msgs = read_topic(settings, TENANT_GATEWAY_READINGS.for_tenant(settings, "demo"),
+                      until=lambda m: len(m) >= count)
     assert len(msgs) == count
     return [(m.key(), m.partition(), dict(m.headers()), decode_gateway_message(m.value(), m.headers()))
             for m in msgs]
@@ -79,6 +82,7 @@ def test_simulate_sends_exactly_the_factory_batches(settings: Settings, service_
 
 
 def test_simulate_json_format_and_paced_rate(settings: Settings, service_env: dict[str, str]) -> None:
+    create_topics(settings, [TENANT_GATEWAY_READINGS], tenants=["demo"])
     out = run_cli(["gateway", "simulate", "--machines", "2", "--rate", "130", "--duration", "2",
                    "--format", "json", "--batch-size", "13"], service_env)
     n_batches, n_readings, acked = map(int, SENT.search(out).groups())
@@ -90,6 +94,7 @@ def test_simulate_json_format_and_paced_rate(settings: Settings, service_env: di
 
 
 def test_replay_csv_with_mapping(settings: Settings, service_env: dict[str, str], tmp_path: Path) -> None:
+    create_topics(settings, [TENANT_GATEWAY_READINGS], tenants=["demo"])
     path = tmp_path / "rec.csv"
     path.write_text("datetime;a;b;anomaly\n2020-03-09 10:00:00;1;2;0\n2020-03-09 10:00:01;3;;1\n"
                     "2020-03-09 10:00:02;5;6;0\n")
@@ -102,6 +107,16 @@ def test_replay_csv_with_mapping(settings: Settings, service_env: dict[str, str]
     assert [[(r["tag"], r["value"]) for r in b["readings"]] for b in got] == [
         [("S.A", 1.0), ("b", 2.0)], [("S.A", 3.0)], [("S.A", 5.0), ("b", 6.0)]]
     assert got[0]["readings"][0]["ts"] == 1_583_748_000_000_000
+
+
+def test_sending_for_a_tenant_without_a_gateway_topic_says_what_to_do(settings: Settings,
+                                                                       service_env: dict[str, str]) -> None:
+    proc = subprocess.run([sys.executable, "-m", "plantstream.cli.main", "gateway", "simulate", "--machines",
+                           "1", "--duration", "1", "--tenant", "nobody"], env=service_env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "gateway.readings.nobody does not exist" in proc.stderr
+    assert "plantstream assets apply" in proc.stderr
 
 
 ASSETS = """

@@ -16,13 +16,9 @@ def assets() -> None:
 
 def _current(s: object) -> list[dict]:
     """Every machine now on the compacted assets topic."""
-    from plantstream.assets import AssetFollower
+    from plantstream.assets import current_machines
 
-    follower = AssetFollower(s).start()  # type: ignore[arg-type]
-    try:
-        return follower.registry.machines()
-    finally:
-        follower.stop()
+    return current_machines(s)  # type: ignore[arg-type]
 
 
 @assets.command("apply")

@@ -130,7 +130,7 @@ def kafka_acls(who: str | None) -> None:
     s = settings()
     rows = []
     for name in [who] if who else [*services(), GATEWAY]:
-        shown = f"{principal(s, GATEWAY)}.<name>" if name == GATEWAY else principal(s, name)
+        shown = f"{principal(s, GATEWAY)}.<tenant>.<name>" if name == GATEWAY else principal(s, name)
         rows += [{"principal": shown, "operation": g.operation, "resource": g.resource,
                   "name": g.name + ("*" if g.prefixed else "")} for g in grants(s, name)]
     print_table(rows)
@@ -138,17 +138,26 @@ def kafka_acls(who: str | None) -> None:
 
 @kafka.command("add-gateway")
 @click.argument("name")
+@click.option("--tenant", required=True, help="The tenant (of the asset registry) the gateway belongs to.")
 @friendly_errors
-def kafka_add_gateway(name: str) -> None:
-    """Create gateway NAME's login (it may write gateway batches, nothing else) and print how the
-    gateway uses it. Needs the admin login; running it again keeps the password."""
-    from plantstream.kafkaauth import add_gateway, password_file
-    from plantstream.topics import GATEWAY
+def kafka_add_gateway(name: str, tenant: str) -> None:
+    """Create gateway NAME's login: it may write TENANT's gateway batches, nothing else (ingest
+    refuses a batch naming another tenant). Prints how the gateway uses it. Needs the admin
+    login; running it again keeps the password."""
+    from plantstream.assets import registry_tenants
+    from plantstream.errors import PlantstreamError
+    from plantstream.kafkaauth import add_gateway, gateway_principal, password_file
 
     s = settings()
-    gw = add_gateway(s, name)
-    click.echo(f"principal      {gw.kafka_username}")
-    click.echo(f"password file  {password_file(s, f'{GATEWAY}.{name}')} (mode 0600; copy it to the gateway)")
+    known = registry_tenants(s)
+    if tenant not in known:
+        raise PlantstreamError(f"tenant {tenant!r} has no machines in the asset registry "
+                               f"(tenants: {', '.join(sorted(known)) or 'none'}); publish them first "
+                               "with `plantstream assets apply FILE`")
+    gw = add_gateway(s, name, tenant)
+    click.echo(f"principal      {gw.kafka_username} (tenant {tenant})")
+    click.echo(f"password file  {password_file(s, gateway_principal(tenant, name))} "
+               "(mode 0600; copy it to the gateway)")
     click.echo(f"on the gateway: PLANTSTREAM_KAFKA_USERNAME={gw.kafka_username} "
                "PLANTSTREAM_KAFKA_PASSWORD_FILE=<that file>")
 

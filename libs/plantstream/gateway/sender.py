@@ -1,6 +1,6 @@
-"""Produce gateway batches to the gateway topic, as a fleet of gateways would: one Kafka
-message per batch, keyed ``tenant/site/machine``, with the contract's headers, optionally
-paced to the wall clock, counting what Kafka acknowledged."""
+"""Produce gateway batches to their tenant's gateway topic (``gateway.readings.<tenant>``), as a
+fleet of gateways would: one Kafka message per batch, keyed ``tenant/site/machine``, with the
+contract's headers, optionally paced to the wall clock, counting what Kafka acknowledged."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from confluent_kafka import KafkaError
 from opentelemetry import trace
 
+from plantstream.errors import PlantstreamError
 from plantstream.gateway.contract import encode_gateway_batch
 from plantstream.kafka import Output, ReliableProducer
 from plantstream.settings import Settings
 from plantstream.telemetry import inject_headers, root_span
-from plantstream.topics import GATEWAY_READINGS, machine_key
+from plantstream.topics import TENANT_GATEWAY_READINGS, machine_key
 
 TimedBatches = Iterable[tuple[dict[str, Any], float | None]]
 
@@ -45,6 +47,25 @@ class SendReport:
                 f"{self.seconds:.1f}s ({self.readings_per_s:,.0f} readings/s), {self.acked} acked")
 
 
+def _tenant_topic(settings: Settings, producer: ReliableProducer, tenant: str) -> str:
+    """``tenant``'s gateway topic, or a clear error when it is missing or not this login's."""
+    try:
+        topic = TENANT_GATEWAY_READINGS.for_tenant(settings, tenant)
+    except ValueError as exc:
+        raise PlantstreamError(str(exc)) from None
+    error = producer.topic_error(topic)
+    if error is None:
+        return topic
+    if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+        raise PlantstreamError(f"login {settings.kafka_username!r} may not write {topic}: a gateway may only "
+                               f"send its own tenant's batches (give it a login of tenant {tenant!r}: "
+                               f"plantstream kafka add-gateway NAME --tenant {tenant})")
+    if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+        raise PlantstreamError(f"{topic} does not exist: tenant {tenant!r} has no machines published; "
+                               "`plantstream assets apply FILE` publishes them and creates its gateway topic")
+    raise PlantstreamError(f"cannot write {topic}: {error.str()}")
+
+
 def send_batches(settings: Settings, batches: TimedBatches, *, fmt: str = "avro",
                  progress: Callable[[SendReport], None] | None = None,
                  progress_every: float = 1.0, producer: ReliableProducer | None = None) -> SendReport:
@@ -54,7 +75,7 @@ def send_batches(settings: Settings, batches: TimedBatches, *, fmt: str = "avro"
     producing new batches but still waits for those already produced, so the report's
     ``acked`` is exact."""
     producer = producer or ReliableProducer(settings)
-    topic = GATEWAY_READINGS.physical(settings)
+    topics: dict[str, str] = {}  # tenant -> its gateway topic, the only one its gateways may write
     tracer = trace.get_tracer("plantstream.gateway")  # a no-op unless this process set up tracing
     report = SendReport()
     next_progress = report.started + progress_every
@@ -66,6 +87,10 @@ def send_batches(settings: Settings, batches: TimedBatches, *, fmt: str = "avro"
                     producer.poll(min(wait, 0.1))
                     wait = report.started + due - time.monotonic()
             value, headers = encode_gateway_batch(batch, fmt)
+            tenant = batch["tenant"]
+            if tenant not in topics:
+                topics[tenant] = _tenant_topic(settings, producer, tenant)
+            topic = topics[tenant]
             # the trace of this batch starts here (ingest starts it when nothing is injected)
             with root_span(tracer, "gateway.send", {
                     "plantstream.tenant": batch["tenant"], "plantstream.site": batch["site"],
