@@ -85,14 +85,18 @@ def grants(settings: Settings, who: str, tenant: str | None = None) -> list[Gran
     gateway's grants name the per-tenant topic's template (for showing, not for provisioning)."""
     out: list[Grant] = []
     for spec in CATALOG:
-        if spec.per_tenant:  # written by one tenant's principals, read by pattern
-            if who in spec.producers:
+        if spec.per_tenant:  # written by one tenant's principals (or a service for each), read by pattern
+            every_tenant = settings.topic_prefix + spec.name.split(TENANT_FIELD)[0]
+            if who in spec.producers and who in services():  # the board, for each tenant's users
+                out.append(Grant("topic", every_tenant, "write", prefixed=True))
+            elif who in spec.producers:
                 topic = (spec.for_tenant(settings, tenant) if tenant is not None
                          else settings.topic_prefix + spec.name)
                 out.append(Grant("topic", topic, "write"))
             if who in spec.consumers:
-                head = settings.topic_prefix + spec.name.split(TENANT_FIELD)[0]
-                out.append(Grant("topic", head, "read", prefixed=True))
+                out.append(Grant("topic", every_tenant, "read", prefixed=True))
+            continue
+        if tenant is not None:  # a tenant's principal gets its tenant's topics only
             continue
         topic = spec.physical(settings)
         if who in spec.producers:

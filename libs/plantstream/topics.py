@@ -137,9 +137,15 @@ ANOMALIES = TopicSpec("anomalies", "anomaly_event", "Anomaly events from the det
 ALERTS = TopicSpec("alerts", "alert_event", "Alert revisions (raise, update, ack, resolve, escalate).",
                    producers=("maintenance",), consumers=("notifier", "archival", "board"),
                    keyed_by="tenant/site/machine")
+TENANT_ALERT_COMMANDS = TopicSpec(
+    "alert.commands.{tenant}", "alert_command",
+    "One tenant's acknowledge / resolve / silence requests, from the board (for that tenant's "
+    "users) and the CLI; maintenance refuses a command naming another tenant.",
+    producers=(PEOPLE, "board"), consumers=("maintenance",), keyed_by="tenant/site/machine")
 ALERT_COMMANDS = TopicSpec("alert.commands", "alert_command",
-                           "Acknowledge / resolve / silence requests.",
-                           producers=(PEOPLE, "board"), consumers=("maintenance",),
+                           "The operator's command feed: any tenant's requests, written by the "
+                           "admin principal only.",
+                           producers=(PEOPLE,), consumers=("maintenance",),
                            keyed_by="tenant/site/machine")
 NOTIFICATIONS = TopicSpec("notifications", "notification_attempt",
                           "Every notification delivery attempt.",
@@ -181,7 +187,7 @@ NOTIFIER_OPEN_ALERTS = TopicSpec(
 
 CATALOG: tuple[TopicSpec, ...] = (
     TENANT_GATEWAY_READINGS, GATEWAY_READINGS, READINGS_NORMALIZED, READINGS_VALID, READINGS_REJECTED,
-    ANOMALIES, ALERTS, ALERT_COMMANDS, NOTIFICATIONS, ASSETS, ANOMALY_MODELS,
+    ANOMALIES, ALERTS, TENANT_ALERT_COMMANDS, ALERT_COMMANDS, NOTIFICATIONS, ASSETS, ANOMALY_MODELS,
     INGEST_SEEN_BATCHES, VALIDATION_STATE, MAINTENANCE_MACHINES, NOTIFIER_OPEN_ALERTS,
 )
 

@@ -312,7 +312,7 @@ class Handler(BaseHTTPRequestHandler):
             comment = form.get("comment", "").strip()[:500] or None
             cmd = command_record(current, alert_id, action, actor_name(s.user, form.get("name", "")),
                                  comment, until, now)
-            send_command(self.board.settings, cmd)
+            send_command(self.board.settings, cmd, as_tenant=s.tenant)
         except InvalidCommand as exc:
             return answer(HTTPStatus.CONFLICT, exc.detail)
         except ArchiveUnavailable as exc:

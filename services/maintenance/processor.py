@@ -49,6 +49,7 @@ from plantstream.topics import (
     ANOMALIES,
     MAINTENANCE_MACHINES,
     READINGS_VALID,
+    TENANT_ALERT_COMMANDS,
     TopicSpec,
     machine_key,
 )
@@ -56,7 +57,7 @@ from plantstream.topics import (
 log = logging.getLogger(__name__)
 
 NOTIFY_HEADER = "plantstream-notify"
-SOURCES: list[TopicSpec] = [READINGS_VALID, ANOMALIES, ALERT_COMMANDS]
+SOURCES: list[TopicSpec] = [READINGS_VALID, ANOMALIES, TENANT_ALERT_COMMANDS, ALERT_COMMANDS]
 
 
 def now_us() -> int:
@@ -76,7 +77,8 @@ class MaintenanceProcessor(Processor):
         self.policy = policy or Policy()
         self.codec = AvroCodec()
         self.tick_seconds = settings.alert_tick_seconds
-        self.schema_of = {spec.physical(settings): spec.schema for spec in SOURCES}
+        self.settings = settings
+        self.schema_of: dict[str, str] = {}  # input topic -> its value schema (see _schema)
         self.readings_topic = READINGS_VALID.physical(settings)
         self.alerts_topic = ALERTS.physical(settings)
         self.dead = DeadLetters(settings, self.name, self.metrics, self.codec)
@@ -95,13 +97,29 @@ class MaintenanceProcessor(Processor):
                 self._apply(msg, outs)
         return outs
 
+    def _schema(self, topic: str) -> str:
+        if topic not in self.schema_of:
+            self.schema_of[topic] = next(s.schema for s in SOURCES if s.matches(self.settings, topic))
+        return self.schema_of[topic]
+
     def _apply(self, msg: Message, outs: list[Output]) -> None:
-        kind = self.schema_of[msg.topic()]
+        topic = msg.topic()
+        kind = self._schema(topic)
         src = Source.of(msg)
+        sender = TENANT_ALERT_COMMANDS.tenant_of(self.settings, topic)  # None: not a tenant's commands
         try:
             record = self.codec.decode(msg.value() or b"", kind)
         except DecodeError as exc:
-            outs.append(self.dead.make(src, exc.reason, f"maintenance cannot read this {kind}: {exc.detail}"))
+            outs.append(self.dead.make(src, exc.reason, f"maintenance cannot read this {kind}: {exc.detail}",
+                                       tenant=sender))
+            return
+        if sender is not None and record["tenant"] != sender:
+            # never touches the named tenant's state; filed under the tenant that sent it
+            log.warning("alert command refused", extra={"reason": "tenant_mismatch", "topic": topic})
+            outs.append(self.dead.make(
+                src, "invalid_command:tenant_mismatch",
+                f"a command for {record['tenant']!r}'s alert {record['alert_id']!r} came from tenant "
+                f"{sender!r} (topic {topic}); a tenant may only act on its own alerts", tenant=sender))
             return
         ids = (record["tenant"], record["site"], record["machine"])
         key = machine_key(*ids)

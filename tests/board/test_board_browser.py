@@ -20,9 +20,9 @@ from receivers import Service, wait_for
 
 from plantstream.avro import AvroCodec
 from plantstream.db.query import find_endpoint
-from plantstream.kafka import Output
+from plantstream.kafka import Output, create_topics
 from plantstream.settings import Settings
-from plantstream.topics import ALERT_COMMANDS, ANOMALIES, READINGS_VALID, machine_key
+from plantstream.topics import ANOMALIES, READINGS_VALID, TENANT_ALERT_COMMANDS, machine_key
 
 from kafka_io import produce_all, read_topic
 
@@ -88,6 +88,7 @@ def test_board_shows_the_tenants_alerts_and_an_acknowledgement_arrives_live(
                          "PLANTSTREAM_ALERT_TICK_SECONDS": "0.5", "PLANTSTREAM_ALERT_UPDATE_SECONDS": "1",
                          "PLANTSTREAM_NO_DATA_SECONDS": "0", "PLANTSTREAM_CLOCK_SKEW_SECONDS": "0",
                          "PLANTSTREAM_BATCH_WAIT_SECONDS": "0.2"}
+    create_topics(s, tenants=["demo", "beta"])  # what publishing their machines does
     archival = Service(env, tmp_path / "archival.log", "archival").start()
     maintenance = Service(env, tmp_path / "maintenance.log", "maintenance").start()
     server: BoardServer | None = None
@@ -180,7 +181,7 @@ def test_board_shows_the_tenants_alerts_and_an_acknowledgement_arrives_live(
                 browser.close()
 
         commands = [CODEC.decode(m.value(), "alert_command") for m in read_topic(
-            s, ALERT_COMMANDS.physical(s), timeout=10, until=lambda ms: len(ms) >= 1)]
+            s, TENANT_ALERT_COMMANDS.for_tenant(s, "demo"), timeout=10, until=lambda ms: len(ms) >= 1)]
         assert [(c["alert_id"], c["action"], c["actor"], c["reason"]) for c in commands] == [
             (press, "acknowledge", "ana", "bearing ordered, checking <b>today</b>")]
     finally:

@@ -52,6 +52,9 @@ def test_each_service_may_do_exactly_what_the_catalog_says(settings: Settings) -
     assert gateway == {("topic", acme, "write")}  # its tenant's topic, nothing else
     ingest = {(g.resource, g.name, g.operation, g.prefixed) for g in grants(settings, "ingest")}
     assert ("topic", f"{p}gateway.readings.", "read", True) in ingest  # every tenant's, by prefix
+    board = {(g.resource, g.name, g.operation, g.prefixed) for g in grants(settings, "board")}
+    assert ("topic", f"{p}alert.commands.", "write", True) in board  # for each tenant's users
+    assert not {n for r, n, op, _ in board if op == "write" and r == "topic"} - {f"{p}alert.commands."}
     for service in services():  # no service may write the gateways' topics or read another's state
         rows = grants(settings, service)
         assert not {("topic", GATEWAY_READINGS.physical(settings), "write"), ("topic", acme, "write")} & {

@@ -33,6 +33,7 @@ from plantstream.topics import (
     NOTIFICATIONS,
     READINGS_REJECTED,
     READINGS_VALID,
+    TENANT_ALERT_COMMANDS,
 )
 from plantstream.topics import machine_key as mkey
 
@@ -86,7 +87,7 @@ def stack(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     home = tmp_path_factory.mktemp("maintenance")
     s = replace(Settings.from_env(), home=home, kafka_bootstrap=broker.bootstrap,
                 topic_prefix=f"mt-{uuid.uuid4().hex[:6]}.", partitions=4, instance=f"test-{os.getpid()}")
-    create_topics(s)
+    create_topics(s, tenants=["demo", "beta"])  # the tenants' command topics too
     hooks = WebhookReceiver()
     smtp, mail = start_smtp()
     config = home / "notify.yaml"
@@ -256,6 +257,37 @@ def test_ack_and_resolve_through_the_cli(stack: Stack) -> None:
     assert CODEC.decode(rec["original"], "alert_command")["command_id"] == "c-bad"
     final = [a for a in all_alerts(s) if a["alert_id"] == aid]
     assert final[-1]["state"] == "resolved" and final[-1]["actor"] == "ana"
+
+
+def test_a_tenant_cannot_act_on_another_tenants_alert(stack: Stack) -> None:
+    """Commands are authorized per tenant: one for demo's alert on beta's command topic (what
+    beta's board users or operators write) is refused and filed under beta; demo's own topic
+    carries the same command through. The broker lets only the board (for its users' tenant)
+    and the admin write the tenants' command topics."""
+    s = stack.settings
+    produce_anomalies(s, [anomaly("demo", "lathe-04", "vib", i, score=1.5) for i in range(3)])
+    revs = alerts(s, stack, lambda revs: any(a["machine"] == "lathe-04" for a in revs), timeout=40)
+    aid = next(a for a in revs if a["machine"] == "lathe-04")["alert_id"]
+    cmd = {"command_id": "c-cross", "alert_id": aid, "tenant": "demo", "site": "plant-1",
+           "machine": "lathe-04", "action": "acknowledge", "actor": "beta-op", "reason": None, "until": None,
+           "issued_at": int(time.time() * 1e6)}
+    produce_all(s, [Output(TENANT_ALERT_COMMANDS.for_tenant(s, "beta"), mkey("demo", "plant-1", "lathe-04"),
+                           CODEC.encode("alert_command", cmd))])
+    def refused(ms: list) -> list[dict[str, Any]]:
+        return [d for m in ms if (d := CODEC.decode(m.value(), "dead_letter"))["reason"]
+                == "invalid_command:tenant_mismatch"]
+
+    (rec,) = refused(read_topic(s, READINGS_REJECTED.physical(s), timeout=30, until=refused))
+    assert (rec["stage"], rec["tenant"], rec["machine"]) == ("maintenance", "beta", "unknown")
+    assert "'demo'" in rec["detail"] and "'beta'" in rec["detail"]
+    assert CODEC.decode(rec["original"], "alert_command")["command_id"] == "c-cross"
+    assert [a["state"] for a in all_alerts(s) if a["alert_id"] == aid][-1] == "open"  # not applied
+    ok = dict(cmd, command_id="c-own", actor="demo-op")
+    produce_all(s, [Output(TENANT_ALERT_COMMANDS.for_tenant(s, "demo"), mkey("demo", "plant-1", "lathe-04"),
+                           CODEC.encode("alert_command", ok))])
+    acked = alerts(s, stack, lambda revs: any(a["alert_id"] == aid and a["state"] == "acknowledged"
+                                              for a in revs), timeout=30)
+    assert [a["actor"] for a in acked if a["alert_id"] == aid][-1] == "demo-op"
 
 
 def test_unacknowledged_critical_alert_escalates_to_the_second_level(stack: Stack) -> None:

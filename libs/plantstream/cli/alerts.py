@@ -131,15 +131,18 @@ def command_record(current: dict[str, Any] | None, alert_id: str, action: str, a
             "reason": reason, "until": until_us, "issued_at": now_us}
 
 
-def send_command(s: Settings, cmd: dict[str, Any]) -> None:
-    """Write one command to ``alert.commands``, keyed by its machine, and wait for the broker."""
+def send_command(s: Settings, cmd: dict[str, Any], as_tenant: str | None = None) -> None:
+    """Write one command to the commands topic of ``as_tenant`` (the board: its user's tenant;
+    default: the command's), keyed by its machine, and wait for the broker. Maintenance refuses
+    a command whose alert is not that tenant's."""
     from plantstream.avro import AvroCodec
     from plantstream.kafka import Output, ReliableProducer
-    from plantstream.topics import ALERT_COMMANDS, machine_key
+    from plantstream.topics import TENANT_ALERT_COMMANDS, machine_key
 
     key = machine_key(cmd["tenant"], cmd["site"], cmd["machine"])
+    topic = TENANT_ALERT_COMMANDS.for_tenant(s, as_tenant or cmd["tenant"])
     producer = ReliableProducer(s)
-    producer.produce(Output(ALERT_COMMANDS.physical(s), key, AvroCodec().encode("alert_command", cmd)))
+    producer.produce(Output(topic, key, AvroCodec().encode("alert_command", cmd)))
     producer.flush()
 
 
