@@ -124,31 +124,41 @@ class Carry:
     whose producer wedged was never re-read, and a later commit moved the group past it). While
     a batch is carried the assigned partitions are paused, so it cannot grow without bound;
     anything consumed meanwhile is appended. A partition that moves to another copy drops its
-    carried messages: the new owner reads them again from the committed offset."""
+    carried messages: the new owner reads them again from the committed offset.
+
+    Every partition paused is resumed by name, when the carry is taken or when the partition
+    is revoked, never as "the current assignment": librdkafka keeps a partition's pause across
+    its revoke and a later re-assignment, so a partition paused, revoked and assigned back
+    stayed paused for good (the broker-restart fault run: ingest and validation read nothing
+    for 150 s after a rebalance, with nothing in their logs)."""
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
-        self.paused = False
+        self.paused: set[tuple[str, int]] = set()
 
     def hold(self, consumer: Consumer, msgs: list[Message]) -> None:
         self.messages = list(msgs)
         if msgs:
             log.warning("batch not committed; it is processed again", extra={"messages": len(msgs)})
-            self.paused = _pause(consumer, True)
+            self.paused |= _pause(consumer, {(tp.topic, tp.partition) for tp in consumer.assignment()}, True)
 
     def take(self, consumer: Consumer, gathered: list[Message]) -> list[Message]:
-        """The carried messages followed by ``gathered``; the carry is emptied and the
-        partitions resumed (also when a rebalance dropped every carried message: a partition
-        kept across the rebalance would otherwise stay paused for good)."""
+        """The carried messages followed by ``gathered``; the carry is emptied and its paused
+        partitions resumed (also when a rebalance dropped every carried message)."""
         if self.paused:
-            self.paused = not _pause(consumer, False)
+            self.paused -= _pause(consumer, self.paused, False)
         if not self.messages:
             return gathered
         msgs, self.messages = self.messages + gathered, []
         return msgs
 
-    def drop(self, parts: list[TopicPartition]) -> None:
+    def drop(self, parts: list[TopicPartition], consumer: Consumer | None = None) -> None:
+        """A rebalance takes ``parts``: their carried messages go (the next owner re-reads
+        them) and, with ``consumer``, their pause too, while they are still assigned."""
         self.messages = without(self.messages, parts)
+        leaving = {(p.topic, p.partition) for p in parts} & self.paused
+        if consumer is not None and leaving:
+            self.paused -= _pause(consumer, leaving, False)
 
 
 def without(msgs: list[Message], parts: list[TopicPartition]) -> list[Message]:
@@ -158,16 +168,16 @@ def without(msgs: list[Message], parts: list[TopicPartition]) -> list[Message]:
     return [m for m in msgs if (m.topic(), m.partition()) not in gone]
 
 
-def _pause(consumer: Consumer, paused: bool) -> bool:
-    """Pause (or resume) every assigned partition; whether it was done."""
+def _pause(consumer: Consumer, parts: set[tuple[str, int]], paused: bool) -> set[tuple[str, int]]:
+    """Pause (or resume) ``parts``; those it was done for."""
+    if not parts:
+        return set()
     try:
-        owned = consumer.assignment()
-        if owned:
-            (consumer.pause if paused else consumer.resume)(owned)
-        return True
+        (consumer.pause if paused else consumer.resume)([TopicPartition(t, p) for t, p in sorted(parts)])
+        return set(parts)
     except KafkaException as exc:  # pausing only bounds memory; correctness does not need it
         log.info("pause/resume skipped", extra={"error": str(exc)})
-        return False
+        return set()
 
 
 def run_processor(
@@ -216,7 +226,7 @@ def run_processor(
     gathering: list[Message] = []
 
     def leave(parts: list[TopicPartition]) -> None:
-        carry.drop(parts)
+        carry.drop(parts, consumer)
         gathering[:] = without(gathering, parts)
         _on_revoke(processor, parts)
 

@@ -150,6 +150,50 @@ def test_partitions_paused_for_a_carried_batch_resume_when_a_rebalance_dropped_i
     assert got == [b"second"]  # consuming resumed; the dropped batch is not handed back
 
 
+def test_a_carried_batch_dropped_by_a_real_rebalance_leaves_no_partition_paused(settings: Settings) -> None:
+    """Regression (the broker-restart fault run): a copy carried a batch (partitions paused),
+    then a group rebalance revoked everything and, seconds later, assigned it again. The loop
+    ran between the two with nothing assigned; resuming that empty assignment did nothing, and
+    librdkafka kept the re-assigned partitions paused: the copy read nothing more, silently."""
+    src = GATEWAY_READINGS.physical(settings)
+    group = "carry-rebalance"
+    carry = runner.Carry()
+    a = Consumer(consumer_config(settings, group))
+    a.subscribe([src], on_revoke=lambda _c, parts: carry.drop(parts, a))  # as the loop does
+
+    def step(consumer: Consumer) -> list[bytes]:  # one turn of the loop: take, then gather
+        return [m.value() for m in carry.take(consumer, [m for m in consumer.consume(10, 0.2)
+                                                         if m.error() is None])]
+
+    try:
+        produce_all(settings, [Output(src, b"k", b"first-%d" % p, partition=p) for p in range(4)])
+        first: list = []
+        deadline = time.monotonic() + 30
+        while len(first) < 4 and time.monotonic() < deadline:
+            first += [m for m in a.consume(10, 0.5) if m.error() is None]
+        assert len(first) == 4
+        carry.hold(a, first)  # the batch did not commit: paused, kept
+        b = Consumer(consumer_config(settings, group))
+        b.subscribe([src])
+        joined_at = time.monotonic() + 3  # b asks to join; a learns of the rebalance by heartbeat,
+        while time.monotonic() < joined_at:  # so its next poll serves the revoke, before the take
+            b.poll(0.2)
+        deadline = time.monotonic() + 30
+        while not b.assignment() and time.monotonic() < deadline:  # the rebalance, both polling
+            step(a)
+            b.poll(0.2)
+        assert b.assignment(), "the second copy never joined"
+        b.close()  # and it leaves: a gets every partition back
+        produce_all(settings, [Output(src, b"k", b"second-%d" % p, partition=p) for p in range(4)])
+        got: list[bytes] = []
+        deadline = time.monotonic() + 40
+        while len([v for v in got if v.startswith(b"second")]) < 4 and time.monotonic() < deadline:
+            got += step(a)
+    finally:
+        a.close()
+    assert sorted(v for v in got if v.startswith(b"second")) == [b"second-%d" % p for p in range(4)]
+
+
 def test_a_fatal_error_after_the_commit_went_through_neither_repeats_the_batch_nor_loses_its_state(
         settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     # The ambiguous case: the producer fails fatally once its transaction has committed (the

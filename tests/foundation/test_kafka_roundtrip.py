@@ -4,14 +4,22 @@ transactional processor loop (exactly-once from input to output)."""
 from __future__ import annotations
 
 import threading
+import time
 
 from tx_input import committed
 
 from plantstream.avro import AvroCodec
-from plantstream.kafka import Output, describe_topics
+from plantstream.kafka import Output, create_topics, describe_topics
 from plantstream.runner import Processor, StopFlag, run_processor
 from plantstream.settings import Settings
-from plantstream.topics import ALERT_COMMANDS, ASSETS, CATALOG, GATEWAY_READINGS, machine_key
+from plantstream.topics import (
+    ALERT_COMMANDS,
+    ASSETS,
+    CATALOG,
+    GATEWAY_READINGS,
+    TENANT_GATEWAY_READINGS,
+    machine_key,
+)
 
 from brokers import Broker
 from kafka_io import end_offsets, produce_all, read_all, read_topic
@@ -26,8 +34,16 @@ def batch(machine: str, i: int, n: int = 100) -> dict:
 
 def test_broker_is_real_and_topics_follow_the_catalog(settings: Settings, broker: Broker) -> None:
     rows = {r["topic"]: r for r in describe_topics(settings)}
-    assert len(rows) == len(CATALOG)
+    assert len(rows) == len([spec for spec in CATALOG if not spec.per_tenant])  # no tenant yet
     assert all(r["exists"] for r in rows.values())
+    create_topics(settings, tenants=["acme"])  # what publishing acme's machines does
+    deadline = time.monotonic() + 15  # the broker's metadata learns of new topics a moment later
+    while len(rows := {r["topic"]: r for r in describe_topics(settings)}) < len(CATALOG) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(rows) == len(CATALOG)  # one topic per per-tenant spec for acme
+    acme = rows[TENANT_GATEWAY_READINGS.for_tenant(settings, "acme")]
+    assert acme["exists"] and acme["partitions"] == settings.partitions  # co-partitioned with the rest
     assert rows[GATEWAY_READINGS.physical(settings)]["partitions"] == settings.partitions
     assert rows[ASSETS.physical(settings)]["partitions"] == 1
     assert rows[ASSETS.physical(settings)]["policy"] == "compact"

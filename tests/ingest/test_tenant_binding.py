@@ -7,18 +7,31 @@ nothing of it reaches the named tenant's data. A tenant added while ingest runs 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import pytest
 from confluent_kafka import KafkaError
 from opentelemetry import trace
-from readings_support import ASSET_DOC, SITE, gateway_batch, gateway_output, now_us, publish, reading
+from readings_support import (
+    ASSET_DOC,
+    SITE,
+    gateway_batch,
+    gateway_output,
+    now_us,
+    publish,
+    reading,
+    run_archival,
+    run_validation,
+)
 
 from ingest.processor import IngestProcessor
 from ingest.service import SERVICE
 from plantstream.assets import AssetRegistry, parse_assets
 from plantstream.avro import AvroCodec
-from plantstream.errors import PlantstreamError
+from plantstream.db import connect
+from plantstream.errors import BrokerUnavailable, PlantstreamError
 from plantstream.gateway.sender import send_batches
+from plantstream.kafka import check_broker
 from plantstream.kafkaauth import add_gateway, provision
 from plantstream.runner import StopFlag, run_processor
 from plantstream.settings import Settings
@@ -74,8 +87,9 @@ def test_a_gateway_may_write_only_its_own_tenants_topic(settings: Settings) -> N
 
 def test_a_batch_naming_another_tenant_is_refused_and_filed_under_its_sender(settings: Settings) -> None:
     """acme's gateway, on acme's topic, sends one honest batch and one that claims beta's press
-    (payload and key both say beta); ingest runs as its own principal on its shipped
-    subscription. Beta gets nothing; the refusal is acme's dead letter."""
+    (payload and key both say beta); a gateway with a wrong password sends nothing. Ingest runs
+    as its own principal on its shipped subscription, then validation and archival. Beta's
+    tables get nothing; the refusal is acme's row in ``rejected``."""
     publish(settings, records("acme", "beta"))
     gw = add_gateway(settings, "line-1", "acme")
     t0 = now_us() - 10_000_000
@@ -83,6 +97,9 @@ def test_a_batch_naming_another_tenant_is_refused_and_filed_under_its_sender(set
     claim = dict(gateway_batch("forged-1", [reading("V1", t0, 66.0)]), tenant="beta")
     forged = on_topic(settings, "acme", claim)
     assert produce_all(gw, [on_topic(settings, "acme", honest), forged]) == 2
+    impostor = replace(gw, kafka_password="guessed")
+    with pytest.raises(BrokerUnavailable, match="refused principal"):
+        check_broker(impostor, timeout=10)
 
     ingest_login = provision(settings, "ingest")
     registry = AssetRegistry(records("acme", "beta"))
@@ -104,6 +121,17 @@ def test_a_batch_naming_another_tenant_is_refused_and_filed_under_its_sender(set
     assert d["source_topic"] == TENANT_GATEWAY_READINGS.for_tenant(settings, "acme")
     assert d["original"] == forged.value  # kept whole, to show acme's operator what was sent
     assert d["original_key"] == machine_key("beta", SITE, "press-01")
+
+    run_validation(settings, registry, idle=2.0)
+    run_archival(settings)
+    client = connect(settings.clickhouse_url)
+    try:
+        readings = client.query("SELECT tenant, count() FROM readings GROUP BY tenant").result_rows
+        rejected = client.query("SELECT tenant, reason FROM rejected").result_rows
+    finally:
+        client.close()
+    assert readings == [("acme", 1)]  # beta's tables hold nothing of it
+    assert rejected == [("acme", "tenant_mismatch")]
 
 
 def test_undecodable_bytes_on_a_tenant_topic_are_that_tenants_dead_letter(settings: Settings) -> None:

@@ -40,7 +40,13 @@ from plantstream.gateway.contract import CONTENT_TYPE_AVRO, HEADER_CONTENT_TYPE
 from plantstream.gateway.simulator import Factory
 from plantstream.kafka import Output, create_topics
 from plantstream.settings import Settings
-from plantstream.topics import GATEWAY_READINGS, READINGS_NORMALIZED, READINGS_VALID, machine_key
+from plantstream.topics import (
+    GATEWAY_READINGS,
+    READINGS_NORMALIZED,
+    READINGS_VALID,
+    TENANT_GATEWAY_READINGS,
+    machine_key,
+)
 
 from kafka_io import produce_all
 
@@ -231,7 +237,8 @@ def test_every_service_serves_records_in_and_consumer_lag(stack: Stack) -> None:
     out = {labels["topic"]: v for labels, v in ingest["plantstream_records_out_total"]}
     assert out[READINGS_NORMALIZED.physical(s)] == len(stack.batches)
     lag_topics = {labels["topic"] for labels, _ in ingest["plantstream_consumer_lag"]}
-    assert lag_topics == {GATEWAY_READINGS.physical(s)}
+    # the tenant's gateway topic (the simulated gateway's) and the operator's (the bad message)
+    assert lag_topics == {GATEWAY_READINGS.physical(s), TENANT_GATEWAY_READINGS.for_tenant(s, "demo")}
     assert {labels["partition"] for labels, _ in ingest["plantstream_consumer_lag"]} <= {"0", "1", "2", "3"}
     assert ingest["plantstream_batch_seconds_count"][0][1] >= 1
     validation_in = sum(v for _, v in last["validation"]["plantstream_records_in_total"])
