@@ -153,6 +153,7 @@ def test_the_cli_prints_the_acls_and_gives_a_gateway_a_login_that_works(
 def test_a_service_started_by_the_supervisor_gets_its_own_login_and_never_the_admins(
         settings: Settings) -> None:
     import os
+    import time
 
     from plantstream import supervisor
 
@@ -161,8 +162,14 @@ def test_a_service_started_by_the_supervisor_gets_its_own_login_and_never_the_ad
                            env={**os.environ, "PLANTSTREAM_TOPIC_PREFIX": settings.topic_prefix,
                                 "PLANTSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap})
     try:
-        raw = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
-        env = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+        # Popen returns once the child's close-on-exec pipe closed, which the kernel does a
+        # moment before it sets up the new program's environment: read until it is there.
+        env: dict[str, str] = {}
+        deadline = time.monotonic() + 10
+        while "PLANTSTREAM_HOME" not in env and time.monotonic() < deadline:
+            raw = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+            env = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+            time.sleep(0.05)
     finally:
         supervisor.stop(settings, "validation")
     assert env["PLANTSTREAM_KAFKA_USERNAME"] == principal(settings, "validation")
