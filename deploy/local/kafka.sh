@@ -27,8 +27,12 @@
 #   PLANTSTREAM_KAFKA_SECURITY_PROTOCOL SASL_PLAINTEXT (default): clients authenticate with
 #                                      SASL/SCRAM-SHA-512 and the StandardAuthorizer enforces ACLs
 #                                      (nothing is allowed without one; User:admin is the only
-#                                      super user); PLAINTEXT: no authentication, no ACLs (a
-#                                      throw-away broker only). Clients read the same variable.
+#                                      super user); SASL_SSL: the same over TLS (a self-signed
+#                                      certificate for 127.0.0.1/localhost is made once into
+#                                      $PLANTSTREAM_KAFKA_HOME/secrets/broker.p12; clients trust
+#                                      secrets/ca.pem, PLANTSTREAM_KAFKA_SSL_CA_FILE); PLAINTEXT:
+#                                      no authentication, no ACLs (a throw-away broker only).
+#                                      Clients read the same variable.
 #   PLANTSTREAM_KAFKA_ADMIN_PASSWORD   the admin principal's password (default: generated once
 #                                      into $PLANTSTREAM_KAFKA_HOME/secrets/admin.password, mode 0600)
 # The tools below (topics, groups, perf-*) authenticate as admin through
@@ -73,6 +77,9 @@ STAMP_FILE="$LIBS_DIR/.plantstream-install-stamp"
 SECRETS_DIR="$KAFKA_HOME_DIR/secrets"
 ADMIN_PASSWORD_FILE="$SECRETS_DIR/admin.password"
 ADMIN_CLIENT_PROPS="$SECRETS_DIR/admin-client.properties"
+KEYSTORE="$SECRETS_DIR/broker.p12"                 # SASL_SSL: the broker's key and certificate
+KEYSTORE_PASSWORD_FILE="$SECRETS_DIR/keystore.password"
+CA_FILE="$SECRETS_DIR/ca.pem"                      # SASL_SSL: what clients trust (public)
 SECURED_MARK="$DATA_DIR/.plantstream-sasl"   # storage formatted with the admin SCRAM user
 
 say() { printf 'kafka: %s\n' "$*"; }
@@ -113,12 +120,35 @@ check_env() {
   is_uint "$REPLICAS" && ((REPLICAS >= 1)) || die "PLANTSTREAM_KAFKA_REPLICAS must be 1 or more, got '$REPLICAS'"
   is_uint "$STOP_TIMEOUT" || die "PLANTSTREAM_KAFKA_STOP_TIMEOUT must be whole seconds"
   case "$SECURITY" in
-    SASL_PLAINTEXT|PLAINTEXT) ;;
-    *) die "PLANTSTREAM_KAFKA_SECURITY_PROTOCOL=$SECURITY: the local broker runs SASL_PLAINTEXT (default) or PLAINTEXT; for TLS see the README's Security section" ;;
+    SASL_PLAINTEXT|SASL_SSL|PLAINTEXT) ;;
+    *) die "PLANTSTREAM_KAFKA_SECURITY_PROTOCOL=$SECURITY: the local broker runs SASL_PLAINTEXT (default), SASL_SSL (TLS) or PLAINTEXT" ;;
   esac
 }
 
-secured() { [[ "$SECURITY" == SASL_PLAINTEXT ]]; }
+secured() { [[ "$SECURITY" == SASL_* ]]; }
+tls() { [[ "$SECURITY" == SASL_SSL ]]; }
+
+# SASL_SSL: a self-signed certificate for 127.0.0.1 and localhost, made once; clients trust it
+# as their CA (ca.pem). Production brokers use certificates from the site's own CA instead.
+write_tls() {
+  tls || return 0
+  [[ -f "$KEYSTORE" && -f "$CA_FILE" && -f "$KEYSTORE_PASSWORD_FILE" ]] && return 0
+  command -v keytool >/dev/null 2>&1 || die "keytool not found (it comes with the JDK); SASL_SSL needs it to make the broker's certificate"
+  mkdir -p "$SECRETS_DIR"
+  chmod 700 "$SECRETS_DIR"
+  rm -f "$KEYSTORE" "$CA_FILE"
+  local pw
+  pw="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  ( umask 077
+    printf '%s' "$pw" >"$KEYSTORE_PASSWORD_FILE"
+    keytool -genkeypair -alias broker -keyalg RSA -keysize 2048 -validity 3650 -dname "CN=localhost" \
+      -ext "SAN=ip:127.0.0.1,dns:localhost" -keystore "$KEYSTORE" -storetype PKCS12 \
+      -storepass "$pw" -keypass "$pw" >/dev/null 2>&1 || die "keytool could not make $KEYSTORE"
+  )
+  keytool -exportcert -rfc -alias broker -keystore "$KEYSTORE" -storepass "$pw" -file "$CA_FILE" \
+    >/dev/null 2>&1 || die "keytool could not export $CA_FILE"
+  chmod 644 "$CA_FILE"
+}
 
 # The admin password: from PLANTSTREAM_KAFKA_ADMIN_PASSWORD, else the one generated before.
 admin_password() {
@@ -141,9 +171,12 @@ write_secrets() {
     || die "PLANTSTREAM_KAFKA_ADMIN_PASSWORD must be 8 or more of the characters A-Z a-z 0-9 . _ ~ + -"
   ( umask 077
     printf '%s' "$pw" >"$ADMIN_PASSWORD_FILE"
-    printf '%s\n' "security.protocol=SASL_PLAINTEXT" "sasl.mechanism=SCRAM-SHA-512" \
+    printf '%s\n' "security.protocol=$SECURITY" "sasl.mechanism=SCRAM-SHA-512" \
       "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"admin\" password=\"$pw\";" \
       >"$ADMIN_CLIENT_PROPS"
+    if tls; then
+      printf '%s\n' "ssl.truststore.type=PEM" "ssl.truststore.location=$CA_FILE" >>"$ADMIN_CLIENT_PROPS"
+    fi
   )
 }
 
@@ -299,17 +332,24 @@ metadata_ok() {
   ((count >= 1 && count < 100000))
 }
 
-# Real Kafka request: ApiVersions v0, which a SASL listener answers before authentication.
+# Real Kafka request: ApiVersions v0, which a SASL listener answers before authentication
+# (over TLS through openssl, verified against the broker's CA file).
 api_versions_ok() {
   local port="$1" bytes b
-  bytes="$(
-    exec 2>/dev/null
-    exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
-    # size=15 | api_key=18 (ApiVersions) | version=0 | correlation_id=7 | client_id="probe"
-    printf '\x00\x00\x00\x0f\x00\x12\x00\x00\x00\x00\x00\x07\x00\x05probe' >&3
-    # response: size(4) correlation_id(4) error_code(2) ...
-    timeout 3 head -c 10 <&3 | od -An -v -tu1
-  )" 2>/dev/null || return 1
+  # size=15 | api_key=18 (ApiVersions) | version=0 | correlation_id=7 | client_id="probe"
+  local request='\x00\x00\x00\x0f\x00\x12\x00\x00\x00\x00\x00\x07\x00\x05probe'
+  if tls; then
+    bytes="$( { printf "$request"; sleep 1; } | timeout 5 openssl s_client -quiet -no_ign_eof -verify_return_error \
+      -CAfile "$CA_FILE" -connect "127.0.0.1:$port" 2>/dev/null | head -c 10 | od -An -v -tu1 )" || return 1
+  else
+    bytes="$(
+      exec 2>/dev/null
+      exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
+      printf "$request" >&3
+      # response: size(4) correlation_id(4) error_code(2) ...
+      timeout 3 head -c 10 <&3 | od -An -v -tu1
+    )" 2>/dev/null || return 1
+  fi
   read -r -a b <<<"$bytes"
   ((${#b[@]} == 10)) || return 1
   ((b[4] == 0 && b[5] == 0 && b[6] == 0 && b[7] == 7 && b[8] == 0 && b[9] == 0))
@@ -346,10 +386,11 @@ security_props() {
   pw="$(cat "$ADMIN_PASSWORD_FILE")"
   cat <<EOF
 # Security: SASL/SCRAM for clients and brokers, SASL/PLAIN between controllers, ACLs enforced.
-listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,PLAINTEXT:SASL_PLAINTEXT
+listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,PLAINTEXT:$SECURITY
 listener.name.plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 listener.name.plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$pw";
+$(tls_props)
 listener.name.controller.sasl.enabled.mechanisms=PLAIN
 sasl.mechanism.controller.protocol=PLAIN
 listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="$pw" user_admin="$pw";
@@ -357,6 +398,17 @@ authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users=User:admin
 allow.everyone.if.no.acl.found=false
 EOF
+}
+
+# SASL_SSL: the client (and inter-broker) listener's key and what the broker trusts.
+tls_props() {
+  tls || return 0
+  local pw
+  pw="$(cat "$KEYSTORE_PASSWORD_FILE")"
+  printf '%s\n' "listener.name.plaintext.ssl.keystore.type=PKCS12" \
+    "listener.name.plaintext.ssl.keystore.location=$KEYSTORE" \
+    "listener.name.plaintext.ssl.keystore.password=$pw" "listener.name.plaintext.ssl.key.password=$pw" \
+    "listener.name.plaintext.ssl.truststore.type=PEM" "listener.name.plaintext.ssl.truststore.location=$CA_FILE"
 }
 
 write_configs() {
@@ -503,6 +555,7 @@ cmd_start() {
   fi
 
   write_secrets
+  write_tls
   write_configs
   write_tools_log4j
   format_storage_if_needed

@@ -70,7 +70,7 @@ DOCUMENTED: list[tuple[str, str, str]] = [
     ("PLANTSTREAM_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", "SASL mechanism (`SCRAM-SHA-512`, `SCRAM-SHA-256` or `PLAIN`)."),
     ("PLANTSTREAM_KAFKA_USERNAME", "admin", "Kafka principal of this process. The supervisor (`make up`) gives each service its own (`<prefix><service>`, see `plantstream kafka acls`); `admin` is the local broker's super user, for the operator's CLI."),
     ("PLANTSTREAM_KAFKA_PASSWORD_FILE", "$PLANTSTREAM_HOME/kafka/secrets/admin.password", "File holding the principal's password (mode 0600); `PLANTSTREAM_KAFKA_PASSWORD` gives it directly instead."),
-    ("PLANTSTREAM_KAFKA_SSL_CA_FILE", "(unset)", "CA bundle that signs the brokers' TLS certificates (`SASL_SSL`); unset: the system's CAs."),
+    ("PLANTSTREAM_KAFKA_SSL_CA_FILE", "(unset)", "CA bundle that signs the brokers' TLS certificates (`SASL_SSL`); unset: the local broker's `$PLANTSTREAM_HOME/kafka/secrets/ca.pem` if it exists, else the system's CAs."),
     ("PLANTSTREAM_CLICKHOUSE_URL", "chdb://$PLANTSTREAM_HOME/clickhouse", "ClickHouse DSN: `chdb:///dir` (embedded) or `http://user:pass@host:8123/db` (server)."),
     ("PLANTSTREAM_TOPIC_PREFIX", "(empty)", "Prefix for every topic name, e.g. `acme.` to keep deployments apart on one cluster."),
     ("PLANTSTREAM_PARTITIONS", "4", "Partitions of the keyed pipeline topics (the most copies of a service that can share work)."),
@@ -243,8 +243,15 @@ def _kafka_security(home: Path) -> dict[str, str]:
         "kafka_sasl_mechanism": _str("PLANTSTREAM_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512").upper(),
         "kafka_username": _str("PLANTSTREAM_KAFKA_USERNAME", "admin"),
         "kafka_password": password,
-        "kafka_ssl_ca_file": _str("PLANTSTREAM_KAFKA_SSL_CA_FILE", ""),
+        "kafka_ssl_ca_file": _str("PLANTSTREAM_KAFKA_SSL_CA_FILE", _local_ca(home, protocol)),
     }
+
+
+def _local_ca(home: Path, protocol: str) -> str:
+    """Over TLS, the local broker's own certificate (kafka.sh makes it for SASL_SSL) when there is
+    one; otherwise the system's CAs."""
+    local = home / "kafka" / "secrets" / "ca.pem"
+    return str(local) if protocol.endswith("SSL") and local.exists() else ""
 
 
 def markdown_table() -> str:
