@@ -80,6 +80,15 @@ PLAN: tuple[Bench, ...] = (
         ("sink path readings/s", "archival:sink_path.end_to_end_readings_per_s"),
         ("bytes on disk per reading", "archival:disk.bytes_per_reading"),
     )),
+    Bench("alerts", _script("bench_alerts"), 300, ("alerts",), (
+        ("faults alerted", "alerts:total.faults_alerted"),
+        ("faults injected", "alerts:total.faults"),
+        ("alerts per alerted fault", "alerts:total.alerts_per_alerted_fault"),
+        ("false alerts per machine-week", "alerts:total.false_alerts_per_machine_week"),
+        ("lead time to critical, median min", "alerts:total.lead_time_min_median"),
+        ("alerts per 10 min per site", "alerts:total.alerts_per_10min_per_site"),
+        ("chattering alerts", "alerts:total.chattering"),
+    )),
     Bench("anomaly_skab", (str(PLANTSTREAM_CLI), "bench", "anomaly"), 240, ("anomaly_skab", "anomaly_sim"), (
         ("SKAB F1 (shipped, all files)", "anomaly_skab:pooled.f1"),
         ("SKAB NAB standard (shipped)", "anomaly_skab:pooled.nab_standard"),

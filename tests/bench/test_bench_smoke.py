@@ -13,6 +13,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
+import bench_alerts  # noqa: E402
 import bench_kafka  # noqa: E402
 import bench_pipeline  # noqa: E402
 from common import BenchError, percentiles  # noqa: E402
@@ -146,3 +147,20 @@ def test_tiny_pipeline_run_writes_every_figure(broker, tmp_path: Path) -> None:
     else:
         assert saved["sustained_readings_per_s"] == 0
         assert saved["first_not_sustained"]["reason"] == step["reason"]
+
+
+def test_a_small_alert_quality_run_judges_its_alerts_against_the_ground_truth(tmp_path: Path) -> None:
+    """The shipped anomaly and maintenance logic over 2 h of a 4-machine factory with 2 faults:
+    every figure `make bench` reports is there and they agree with each other."""
+    out = tmp_path / "alerts.json"
+    bench_alerts.main(["--seeds", "5", "--machines", "4", "--faulty", "2", "--hours", "2", "--out", str(out)])
+    result = json.loads(out.read_text())
+    (run,) = result["runs"]
+    total = result["total"]
+    assert run["faults"] == total["faults"] == 2
+    assert 0 <= total["faults_alerted"] <= total["faults"]
+    assert run["alerts"] >= total["faults_alerted"]  # every alerted fault has at least one alert
+    assert run["alerts"] == run["false_alerts"] + round(
+        (run["alerts_per_alerted_fault"] or 0) * run["faults_alerted"])
+    assert total["faults_alerted"] >= 1, run  # a fault the shipped rules miss on 2 h would be news
+    assert run["peak_alerts_per_10min"] >= 1 and run["alerts_per_10min_per_site"] > 0
