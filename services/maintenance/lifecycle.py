@@ -12,6 +12,9 @@ Rules of the book (documented in the README):
   condition hovering at a limit cannot make the alert chatter between severities).
 - Auto-resolve: an active alert with no finding for ``quiet_s`` (input clock) is resolved by
   the service (actor null, note says why).
+- Latch (ISA-18.2): an alert that was ever critical is not auto-resolved. When its condition
+  has cleared for ``quiet_s`` it says so once (note, ``evidence.cleared``) and stays until a
+  person resolves it: a critical condition that went away by itself still needs a look.
 - Flap control: a condition that recurs within ``quiet_s`` of its alert's resolution
   re-opens the *same* alert (same alert_id, next revision, occurrences continue,
   evidence.reopened counts re-openings). Later recurrences start a new episode: alert_id ends
@@ -43,6 +46,7 @@ class Policy:
     quiet_s: float = 3600.0
     update_every_s: float = 60.0
     calm_s: float = 900.0  # a worse contribution unseen this long no longer holds the severity up
+    latch_critical: bool = True  # an alert that was ever critical waits for a person to resolve it
 
 
 @dataclass
@@ -79,6 +83,8 @@ class Alert:
     last_finding_at: int = 0
     resolved_at: int = 0
     reopened: int = 0
+    latched: bool = False  # it was critical: only a person resolves it
+    cleared_at: int = 0  # latched and its condition not seen for quiet_s since (0: not cleared)
     dirty: bool = False
     problem: Problem = ("", "")
     contributions: dict[str, Contribution] = field(default_factory=dict)
@@ -93,6 +99,10 @@ class Alert:
         evidence = dict(self.evidence)
         if self.reopened:
             evidence["reopened"] = float(self.reopened)
+        if self.latched:
+            evidence["latched"] = 1.0
+        if self.cleared_at:
+            evidence["cleared"] = 1.0
         return {
             "alert_id": self.alert_id, "revision": self.revision, "tenant": self.tenant, "site": self.site,
             "machine": self.machine, "sensors": list(self.sensors or [self.sensor]), "rule": self.rule,
@@ -168,6 +178,7 @@ class AlertBook:
         a.occurrences += f.count
         a.last_seen = max(a.last_seen, f.ts)
         a.last_finding_at = now
+        a.cleared_at = 0
         before = a.severity
         self._describe(a, now, policy)
         rose = severity_rank(a.severity) > severity_rank(before)
@@ -190,6 +201,8 @@ class AlertBook:
                 a.note = f"severity lowered to {SEVERITIES[worst]}: nothing {a.severity} seen for " \
                          f"{policy.calm_s / 60:.0f} min"
             a.severity = SEVERITIES[worst]
+        if a.severity == "critical" and policy.latch_critical:
+            a.latched = True
         head = problems.headline(parts, now, calm)
         a.rule, a.sensor = head.rule, head.sensor
         a.title = problems.title(parts, now, calm)
@@ -248,6 +261,13 @@ class AlertBook:
                     del self.alerts[key]  # the episode counter stays in self.episodes
                 continue
             if now - a.last_finding_at >= policy.quiet_s * 1e6:
+                if a.latched:  # said once; it waits for a person's resolve
+                    if not a.cleared_at:
+                        a.cleared_at = now
+                        a.note = (f"condition cleared (not seen for {policy.quiet_s:.0f} s); it was "
+                                  "critical, so it stays until a person resolves it")
+                        out.append(self._emit(a, now, None))
+                    continue
                 a.state, a.resolved_at, a.actor = "resolved", now, None
                 a.note = f"auto-resolved: condition not seen for {policy.quiet_s:.0f} s"
                 out.append(self._emit(a, now, None))

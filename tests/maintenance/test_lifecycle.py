@@ -87,6 +87,30 @@ def test_quiet_alert_auto_resolves_then_recurrence_reopens_or_starts_new_episode
     assert (new[0].record["alert_id"], new[0].record["revision"]) == ("t/s/m/limit/vib#2", 1)
 
 
+def test_a_critical_alert_is_latched_until_a_person_resolves_it() -> None:
+    """ISA-18.2 latching: once critical, a cleared condition does not resolve the alert; it says
+    so once and waits for a person. A warning alert still auto-resolves (above)."""
+    book = AlertBook("t", "s", "m")
+    aid = book.apply(finding("warning"), 0, POLICY)[0].record["alert_id"]
+    raised = book.apply(finding("critical", ts=1), 10 * S, POLICY)
+    assert [(e.record["severity"], e.record["evidence"].get("latched")) for e in raised] == [
+        ("critical", 1.0)]
+    cleared = book.tick(620 * S, POLICY)  # not seen for quiet_s
+    assert [(e.record["state"], e.record["evidence"].get("cleared")) for e in cleared] == [("open", 1.0)]
+    assert "stays until a person resolves it" in cleared[0].record["note"]
+    assert book.tick(5000 * S, POLICY) == []  # said once; still open, not forgotten
+    assert book.get(aid).state == "open"
+    again = book.apply(finding("warning", ts=2), 5100 * S, POLICY)  # the condition is back
+    assert "cleared" not in again[0].record["evidence"]
+    resolved = book.command(cmd(aid, "resolve"), 5200 * S)
+    assert resolved is not None and resolved.record["state"] == "resolved"
+    assert book.tick(5300 * S, POLICY) == []
+    unlatched = AlertBook("t", "s", "m2")
+    unlatched.apply(finding("critical"), 0, Policy(quiet_s=600, latch_critical=False))
+    gone = unlatched.tick(600 * S, Policy(quiet_s=600, latch_critical=False))
+    assert [e.record["state"] for e in gone] == ["resolved"]
+
+
 def test_commands_follow_the_lifecycle_and_are_idempotent() -> None:
     book = AlertBook("t", "s", "m")
     aid = book.apply(finding(), 0, POLICY)[0].record["alert_id"]

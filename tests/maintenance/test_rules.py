@@ -225,7 +225,8 @@ def test_limit_title_severity_and_evidence_agree_after_a_critical_breach() -> No
         assert rec["evidence"]["limit"] == 2.0 and rec["evidence"]["value"] < 2.0
     # the last reading beyond the critical limit, and the latest one
     assert {k: v for k, v in book_alert["evidence"].items() if "." not in k} == {
-        "value": 1.5, "limit": 2.0, "side": -1.0, "current_value": 2.9, "current_limit": 3.0}
+        "value": 1.5, "limit": 2.0, "side": -1.0, "current_value": 2.9, "current_limit": 3.0,
+        "latched": 1.0}  # it was critical: it waits for a person (lifecycle's latch)
     assert book_alert["evidence"]["flow.limit.current_value"] == 2.9
     assert book_alert["title"] == "Flow 1.5 m3/h; critical limit 2 m3/h crossed (now 2.9 m3/h)"
     # after the hold, a new warning-only breach is a warning again (a new alert by then)
