@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 KAFKA := deploy/local/kafka.sh
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help install kafka-install chromium-install lock up down status test test-unit lint bench demo logs clean
+.PHONY: help install kafka-install chromium-install toxiproxy-install lock up down status test test-unit lint bench demo logs clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -63,7 +63,18 @@ lint: $(VENV)/.stamp ## ruff
 test: install ## run the whole test suite (fault runs included) against a real broker and embedded ClickHouse
 	$(PY) -m pytest -q -ra --durations=25 -n 2 --dist loadfile
 
-faults: install ## the fault-injection runs (broker restart, down/up, a frozen copy, a leader broker killed on a 3-broker cluster), then each service's recovery time after a SIGKILL under load
+TOXIPROXY_VERSION := v2.5.0
+TOXIPROXY := .local/bin/toxiproxy-server
+
+# Toxiproxy (network faults between the services and the broker), built from the Go module proxy.
+$(TOXIPROXY):
+	@mkdir -p $(dir $(TOXIPROXY))
+	GOBIN=$(CURDIR)/.local/bin/toxiproxy-build GOFLAGS=-mod=mod go install github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION)
+	@mv .local/bin/toxiproxy-build/server $(TOXIPROXY) && rmdir .local/bin/toxiproxy-build
+
+toxiproxy-install: $(TOXIPROXY) ## build Toxiproxy (make faults needs it)
+
+faults: install $(TOXIPROXY) ## the fault-injection runs (broker restart, down/up, a frozen copy, a leader broker killed on a 3-broker cluster, network faults through Toxiproxy), then each service's recovery time after a SIGKILL under load
 	mkdir -p bench/results && rm -f bench/results/faults.jsonl
 	PLANTSTREAM_FAULT_REPORT=$(CURDIR)/bench/results/faults.jsonl $(PY) -m pytest -q -ra -m faults; \
 	  rc=$$?; $(PY) bench/fault_report.py bench/results/faults.jsonl; exit $$rc

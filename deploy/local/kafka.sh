@@ -48,6 +48,9 @@ POM="$SCRIPT_DIR/pom.xml"
 
 PORT="${PLANTSTREAM_KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${PLANTSTREAM_KAFKA_CONTROLLER_PORT:-$((PORT + 1000))}"
+# The port clients are told to connect to (a proxy in front of the broker, e.g. Toxiproxy in
+# the network fault test); default: the broker's own.
+ADVERTISED_PORT="${PLANTSTREAM_KAFKA_ADVERTISED_PORT:-$PORT}"
 KAFKA_HOME_DIR="${PLANTSTREAM_KAFKA_HOME:-$REPO_ROOT/.local/kafka}"
 LIBS_DIR="${PLANTSTREAM_KAFKA_LIBS:-$REPO_ROOT/.local/kafka/libs}"
 HEAP="${PLANTSTREAM_KAFKA_HEAP:-512m}"
@@ -421,7 +424,7 @@ process.roles=broker,controller
 node.id=$NODE_ID
 controller.quorum.voters=$VOTERS
 listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$ADVERTISED_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$DATA_DIR/logs
