@@ -22,6 +22,13 @@ class Toxiproxy:
         self._log = log.open("w")
         self.proc = subprocess.Popen([str(BINARY), "-host", "127.0.0.1", "-port", str(self.port)],
                                      stdout=self._log, stderr=subprocess.STDOUT)
+        try:
+            self._wait_ready(log)
+        except BaseException:  # a proxy that never answered must not outlive the test
+            self.stop()
+            raise
+
+    def _wait_ready(self, log: Path) -> None:
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -52,6 +59,7 @@ class Toxiproxy:
         self._call("DELETE", f"/proxies/{proxy}/toxics/{name}")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
         self._log.close()
