@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 KAFKA := deploy/local/kafka.sh
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help install kafka-install chromium-install toxiproxy-install lock up down status test test-unit lint bench demo logs clean
+.PHONY: help install kafka-install chromium-install toxiproxy-install board-vendor lock up down status test test-unit lint bench demo logs clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -31,6 +31,16 @@ chromium-install:
 	@test -x /usr/bin/chromium || { export DEBIAN_FRONTEND=noninteractive; \
 		apt-get install -y -qq chromium >/dev/null 2>&1 || \
 		{ apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; }; }
+
+# The board's chart library, vendored in services/board/static/ (served by the board itself, so a
+# factory network needs no CDN). This target re-fetches it from Maven Central's webjar.
+UPLOT_VERSION := 1.6.30
+board-vendor: ## re-fetch the board's vendored chart library (uPlot) from Maven Central
+	@d=$$(mktemp -d) && mvn -q -B dependency:copy -Dartifact=org.webjars.npm:uplot:$(UPLOT_VERSION) \
+		-DoutputDirectory=$$d && cd $$d && unzip -q uplot-$(UPLOT_VERSION).jar && \
+		w=META-INF/resources/webjars/uplot/$(UPLOT_VERSION) && s=$(CURDIR)/services/board/static && \
+		cp $$w/dist/uPlot.iife.min.js $$w/dist/uPlot.min.css $$s/ && cp $$w/LICENSE $$s/uPlot.LICENSE && \
+		rm -rf $$d && echo "uPlot $(UPLOT_VERSION) -> services/board/static/"
 
 lock: ## re-resolve requirements.lock from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11 --generate-hashes -q

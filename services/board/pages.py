@@ -24,6 +24,10 @@ from board.view import (
 
 SHELVE_CHOICES = (("1h", "1 hour"), ("4h", "4 hours"), ("8h", "8 hours (a shift)"), ("1d", "1 day"),
                   ("7d", "7 days"))
+# The alert page plots its trends with uPlot (vendored in static/, MIT): loaded before board.js
+# (both deferred, so in this order) and only on the page that draws a chart.
+CHART_HEAD = ('<link rel="stylesheet" href="/static/uPlot.min.css">'
+              '<script src="/static/uPlot.iife.min.js" defer></script>')
 
 
 def h(value: Any) -> str:
@@ -49,6 +53,7 @@ def layout(title: str, body: str, *, user: str | None = None, tenant: str | None
     return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{h(title)} · plantstream board</title>"
+            f"{CHART_HEAD if page == 'alert' else ''}"
             "<link rel=\"stylesheet\" href=\"/static/board.css\">"
             "<script src=\"/static/board.js\" defer></script></head>"
             f"<body data-page=\"{h(page)}\"><header><a class=\"brand\" href=\"/\">plantstream board</a>{nav}"
@@ -177,8 +182,8 @@ def alert_page(a: Alert, revisions: list[Alert], refused: list[dict[str, Any]], 
         f'{action}{msg}'
         f'{_command_forms(a, csrf, user)}'
         '<section class="card"><h2>Sensor trend</h2>'
-        f'<canvas id="trend" data-src="{h(trend_src)}" width="900" height="320" '
-        'aria-label="sensor trend around the alert"></canvas>'
+        f'<div id="trend" class="trend" data-src="{h(trend_src)}" role="img" '
+        'aria-label="sensor trends around the alert"></div>'
         '<p id="trend-legend" class="legend"></p></section>'
         f'<section class="card two"><div><h2>Facts</h2><table class="kv">{fact_rows}</table></div>'
         f'<div><h2>Evidence</h2><table class="kv">{evidence}</table></div></section>'

@@ -139,6 +139,10 @@ def test_board_shows_the_tenants_alerts_and_an_acknowledgement_arrives_live(
                 page.goto(url + "/alert?id=" + quote(press))
                 page.wait_for_selector("#trend[data-points]", state="attached")
                 assert int(page.get_attribute("#trend", "data-points")) > 100  # 40 min of 10 s readings
+                # plotted by uPlot: one chart (a canvas) per sensor of the alert, episode and legend
+                charts = int(page.get_attribute("#trend", "data-charts"))
+                assert charts >= 1 and page.locator("#trend .uplot canvas").count() == charts
+                assert "could not be loaded" not in page.inner_text("#trend-legend")
                 assert page.inner_text("article .badges [data-field=state]") == "open"
                 # a forged form (no CSRF token of this session) is refused and sends nothing
                 forged = page.request.post(url + "/alert/command", form={

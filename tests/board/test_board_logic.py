@@ -142,7 +142,11 @@ def test_every_value_from_data_is_escaped_in_the_pages() -> None:
     for page in pages:
         assert "<script>" not in page and EVIL not in page
         assert h(EVIL) in page or "%3Cscript%3E" in page
-        assert 'src="/static/board.js"' in page  # the only script: no inline code with data in it
+        assert 'src="/static/board.js"' in page
+        # scripts only from /static: no inline code with data in it
+        assert re.findall(r"<script[^>]*>", page) == [
+            f'<script src="/static/{js}" defer>' for js in ("uPlot.iife.min.js", "board.js")
+            if js == "board.js" or 'data-page="alert"' in page]
 
 
 def test_command_forms_follow_the_shared_rule_table() -> None:

@@ -1,6 +1,7 @@
 // plantstream board: live updates (server-sent events), command forms without a page reload,
-// and the sensor trend drawn on a <canvas> from /api/trend JSON. Data is only ever put into
-// the page with textContent, never as HTML.
+// and the sensor trends around an alert plotted with uPlot (vendored: static/uPlot.iife.min.js,
+// MIT, see static/uPlot.LICENSE; `make board-vendor` re-fetches it) from /api/trend JSON.
+// Data is only ever put into the page with textContent, never as HTML.
 "use strict";
 
 const COLORS = ["#1f6feb", "#d1242f", "#1a7f37", "#8250df", "#bf8700", "#0a7ea4"];
@@ -98,83 +99,101 @@ function wireCommands() {
   });
 }
 
-function fmtTime(ms) {
-  const d = new Date(ms);
-  return d.toISOString().slice(11, 16);
+// Times on the board are UTC everywhere, so the chart's are too (uPlot defaults to local time).
+const hhmm = (ts) => new Date(ts * 1e3).toISOString().slice(11, 16);
+const hhmmss = (ts) => new Date(ts * 1e3).toISOString().slice(11, 19) + " UTC";
+
+// The alert's episode (first to last seen) shaded behind the lines, and the limits as dashed lines.
+function episodeAndLimits(data, limits) {
+  const shade = (u) => {
+    const x0 = u.valToPos(data.first_seen / 1e3, "x", true), x1 = u.valToPos(data.last_seen / 1e3, "x", true);
+    const {top, height} = u.bbox;
+    u.ctx.save();
+    u.ctx.fillStyle = "rgba(209, 36, 47, 0.10)";
+    u.ctx.fillRect(x0, top, Math.max(2, x1 - x0), height);
+    u.ctx.restore();
+  };
+  const dashes = (u) => {
+    const {left, width} = u.bbox;
+    u.ctx.save();
+    u.ctx.strokeStyle = "#d1242f"; u.ctx.fillStyle = "#d1242f";
+    u.ctx.lineWidth = 1.5 * uPlot.pxRatio; u.ctx.setLineDash([6 * uPlot.pxRatio, 4 * uPlot.pxRatio]);
+    u.ctx.font = (11 * uPlot.pxRatio) + "px system-ui, sans-serif";
+    limits.forEach(([name, v]) => {
+      const y = u.valToPos(v, "y", true);
+      u.ctx.beginPath(); u.ctx.moveTo(left, y); u.ctx.lineTo(left + width, y); u.ctx.stroke();
+      u.ctx.fillText(name + " limit " + v, left + 4 * uPlot.pxRatio, y - 3 * uPlot.pxRatio);
+    });
+    u.ctx.restore();
+  };
+  return {drawClear: [shade], draw: [dashes]};
 }
 
-function drawTrend(canvas, data) {
+// One uPlot chart per sensor: the bucket mean as the line, min to max as a band around it.
+function trendChart(root, data, s, color, limits) {
+  const xs = s.points.map((p) => p[0] / 1e3);
+  const cols = [xs, s.points.map((p) => p[1]), s.points.map((p) => p[2]), s.points.map((p) => p[3])];
+  const values = limits.map(([, v]) => v);
+  const box = document.createElement("div");
+  box.className = "trend-chart";
+  root.appendChild(box);
+  const opts = {
+    title: s.sensor + " (" + s.unit + ")",
+    width: Math.max(280, root.clientWidth || 900), height: 200,
+    scales: {
+      x: {time: true, range: () => [data.start / 1e3, data.end / 1e3]},
+      y: {range: (u, lo, hi) => {
+        lo = Math.min(lo, ...values); hi = Math.max(hi, ...values);
+        const pad = (hi - lo) * 0.06 || 1;
+        return [lo - pad, hi + pad];
+      }},
+    },
+    series: [
+      {label: "time", value: (u, v) => (v == null ? "" : hhmmss(v))},
+      {label: "mean", stroke: color, width: 1.6},
+      {label: "min", stroke: color + "66", width: 0.5},
+      {label: "max", stroke: color + "66", width: 0.5},
+    ],
+    bands: [{series: [3, 2], fill: color + "2e"}],
+    axes: [{label: "UTC", labelSize: 16, values: (u, splits) => splits.map(hhmm)}, {size: 60}],
+    legend: {live: true},
+    hooks: episodeAndLimits(data, limits),
+  };
+  return new uPlot(opts, cols, box);
+}
+
+function drawTrend(root, data) {
   const series = data.series;
   const legend = document.getElementById("trend-legend");
-  canvas.dataset.points = String(series.reduce((n, s) => n + s.points.length, 0));
+  root.dataset.points = String(series.reduce((n, s) => n + s.points.length, 0));
   if (!series.length) {
-    canvas.hidden = true;
+    root.hidden = true;
     legend.textContent = "No readings of these sensors in the archive around the alert.";
     return;
   }
-  const dpr = window.devicePixelRatio || 1;
-  const cssW = canvas.clientWidth || 900;
-  const panelH = 150, pad = {l: 56, r: 12, t: 18, b: 22};
-  const cssH = panelH * series.length;
-  canvas.style.height = cssH + "px";
-  canvas.width = Math.round(cssW * dpr);
-  canvas.height = Math.round(cssH * dpr);
-  const ctx = canvas.getContext("2d");
-  ctx.scale(dpr, dpr);
-  ctx.font = "12px system-ui, sans-serif";
-  const x0 = data.start, x1 = data.end;
-  const X = (t) => pad.l + (t - x0) / Math.max(1, x1 - x0) * (cssW - pad.l - pad.r);
-  legend.textContent = "";
-  series.forEach((s, i) => {
-    const top = i * panelH;
-    let lo = Math.min(...s.points.map((p) => p[2])), hi = Math.max(...s.points.map((p) => p[3]));
-    Object.values(data.limits).forEach((v) => { if (series.length === 1) { lo = Math.min(lo, v); hi = Math.max(hi, v); } });
-    if (hi === lo) { hi += 1; lo -= 1; }
-    const span = hi - lo; lo -= span * 0.05; hi += span * 0.05;
-    const Y = (v) => top + pad.t + (hi - v) / (hi - lo) * (panelH - pad.t - pad.b);
-    ctx.fillStyle = "rgba(209, 36, 47, 0.08)";
-    ctx.fillRect(X(data.first_seen), top + pad.t, Math.max(2, X(data.last_seen) - X(data.first_seen)), panelH - pad.t - pad.b);
-    ctx.strokeStyle = "#d0d7de"; ctx.lineWidth = 1;
-    ctx.strokeRect(pad.l, top + pad.t, cssW - pad.l - pad.r, panelH - pad.t - pad.b);
-    const color = COLORS[i % COLORS.length];
-    ctx.fillStyle = color + "33";
-    ctx.beginPath();
-    s.points.forEach((p, j) => { j ? ctx.lineTo(X(p[0]), Y(p[3])) : ctx.moveTo(X(p[0]), Y(p[3])); });
-    for (let j = s.points.length - 1; j >= 0; j--) ctx.lineTo(X(s.points[j][0]), Y(s.points[j][2]));
-    ctx.closePath(); ctx.fill();
-    ctx.strokeStyle = color; ctx.lineWidth = 1.6; ctx.beginPath();
-    s.points.forEach((p, j) => { j ? ctx.lineTo(X(p[0]), Y(p[1])) : ctx.moveTo(X(p[0]), Y(p[1])); });
-    ctx.stroke();
-    if (series.length === 1) {
-      Object.entries(data.limits).forEach(([name, v]) => {
-        ctx.strokeStyle = "#d1242f"; ctx.setLineDash([5, 4]); ctx.beginPath();
-        ctx.moveTo(pad.l, Y(v)); ctx.lineTo(cssW - pad.r, Y(v)); ctx.stroke(); ctx.setLineDash([]);
-        ctx.fillStyle = "#d1242f"; ctx.fillText(name + " " + v, pad.l + 4, Y(v) - 3);
-      });
-    }
-    ctx.fillStyle = "#57606a";
-    ctx.fillText(hi.toPrecision(4), 4, top + pad.t + 10);
-    ctx.fillText(lo.toPrecision(4), 4, top + panelH - pad.b);
-    ctx.fillText(fmtTime(x0), pad.l, top + panelH - 6);
-    ctx.fillText(fmtTime((x0 + x1) / 2), (pad.l + cssW - pad.r) / 2 - 14, top + panelH - 6);
-    ctx.fillText(fmtTime(x1) + " UTC", cssW - pad.r - 64, top + panelH - 6);
-    ctx.fillStyle = color;
-    ctx.fillText(s.sensor + " (" + s.unit + ")", pad.l + 4, top + pad.t - 5);
+  // Limits belong to the alert's sensor: drawn only when the trend shows that one sensor.
+  const limits = series.length === 1 ? Object.entries(data.limits) : [];
+  const charts = series.map((s, i) => trendChart(root, data, s, COLORS[i % COLORS.length], limits));
+  window.addEventListener("resize", () => {
+    const w = Math.max(280, root.clientWidth || 900);
+    charts.forEach((c) => c.setSize({width: w, height: 200}));
   });
-  legend.textContent = "Line: mean per " + Math.round((x1 - x0) / 300 / 1000) + " s bucket; band: min to max; "
-    + "shaded: the alert's episode (first to last seen)" + (series.length === 1 && Object.keys(data.limits).length ? "; dashed: limit" : "") + ".";
+  root.dataset.charts = String(charts.length);
+  legend.textContent = "Line: mean per " + Math.round((data.end - data.start) / 300 / 1000) + " s bucket; band: min to max; "
+    + "shaded: the alert's episode (first to last seen)" + (limits.length ? "; dashed: limit" : "") + ".";
 }
 
 async function loadTrend() {
-  const canvas = document.getElementById("trend");
-  if (!canvas) return;
+  const root = document.getElementById("trend");
+  if (!root) return;
   try {
-    const resp = await fetch(canvas.dataset.src, {credentials: "same-origin"});
+    if (!window.uPlot) throw new Error("the chart library did not load");
+    const resp = await fetch(root.dataset.src, {credentials: "same-origin"});
     const data = await resp.json();
     if (!resp.ok) throw new Error(data.error || resp.status);
-    drawTrend(canvas, data);
+    drawTrend(root, data);
   } catch (err) {
-    canvas.dataset.points = "0";
+    root.dataset.points = "0";
     document.getElementById("trend-legend").textContent = "The trend could not be loaded: " + err.message;
   }
 }
