@@ -70,8 +70,8 @@ logs: ## follow the broker log
 lint: $(VENV)/.stamp ## ruff
 	$(VENV)/bin/ruff check .
 
-test: install ## run the whole test suite (fault runs included) against a real broker and embedded ClickHouse
-	$(PY) -m pytest -q -ra --durations=25 -n 2 --dist loadfile
+test: install ## the test suite against a real broker and embedded ClickHouse, with the short fault runs (SIGKILL of each service, a frozen copy); the long fault matrix is `make faults`
+	$(PY) -m pytest -q -ra --durations=25 -n 2 --dist loadfile -m "not matrix"
 
 TOXIPROXY_VERSION := v2.5.0
 TOXIPROXY := .local/bin/toxiproxy-server

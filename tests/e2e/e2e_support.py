@@ -226,24 +226,47 @@ def running_factory(settings: Settings, env: dict[str, str]) -> Iterator[tuple[P
 
 class PacedSender(threading.Thread):
     """Produces the plan's messages spread over ``seconds`` (a stream that services can be
-    killed in the middle of); re-raises a producer failure in :meth:`finish`."""
+    killed in the middle of); re-raises a producer failure in :meth:`finish`.
+
+    :meth:`spread_rest_over` stretches what is left, so a fault that starts late on a loaded
+    machine still has traffic for its whole length."""
 
     def __init__(self, settings: Settings, outputs: list[Output], seconds: float) -> None:
         super().__init__(daemon=True)
         self.settings, self.outputs, self.seconds = settings, outputs, seconds
         self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._sent = 0
+        self._plan = (0.0, 0, seconds)  # (started, first index of this schedule, its length in s)
+
+    def _due(self, i: int) -> float:
+        with self._lock:
+            started, first, span = self._plan
+        left = len(self.outputs) - first
+        return started + span * (i - first) / left
+
+    def spread_rest_over(self, seconds: float) -> None:
+        """Re-plan the messages not yet sent to last at least ``seconds`` from now."""
+        with self._lock:
+            assert self._sent < len(self.outputs), "the stream already ended; lengthen it"
+            started, first, span = self._plan
+            now = time.monotonic()
+            remaining = started + span - now
+            self._plan = (now, self._sent, max(seconds, remaining))
 
     def run(self) -> None:
         from plantstream.kafka import ReliableProducer
 
         try:
             producer = ReliableProducer(self.settings)
-            started = time.monotonic()
+            with self._lock:
+                self._plan = (time.monotonic(), 0, self.seconds)
             for i, out in enumerate(self.outputs):
-                due = started + self.seconds * i / len(self.outputs)
-                while (wait := due - time.monotonic()) > 0:
+                while (wait := self._due(i) - time.monotonic()) > 0:
                     producer.poll(min(wait, 0.1))
                 producer.produce(out)
+                with self._lock:
+                    self._sent = i + 1
             producer.flush(120)
         except BaseException as exc:  # noqa: BLE001 - reported by finish()
             self.error = exc

@@ -41,7 +41,8 @@ def leader_of(s: Settings, topic: str, partition: int) -> int:
     return meta.topics[topic].partitions[partition].leader
 
 
-@pytest.mark.faults  # also alone: `make faults`
+@pytest.mark.faults
+@pytest.mark.matrix  # `make faults` only: minutes of a 3-broker cluster
 def test_sigkill_of_the_transaction_coordinator_broker_mid_stream_loses_and_doubles_nothing(
         settings: Settings, tmp_path: Path) -> None:
     cluster = LocalCluster.new(tmp_path / "cluster", heap="384m")
@@ -57,13 +58,14 @@ def test_sigkill_of_the_transaction_coordinator_broker_mid_stream_loses_and_doub
             victim = leader_of(s, TRANSACTION_LOG, 0)
             valid = READINGS_VALID.physical(s)
             led = [p for p in range(s.partitions) if leader_of(s, valid, p) == victim]
+            sender.spread_rest_over(DOWN_SECONDS + 10.0)  # traffic the whole time, however late we are
             cluster.kill(victim)
             time.sleep(DOWN_SECONDS)
             stack.assert_alive(f"the {DOWN_SECONDS:g} s without broker {victim}")
             assert leader_of(s, TRANSACTION_LOG, 0) != victim
             # the whole time without the broker was under traffic (its restart, which waits until
             # the node is unfenced, took 41 s on a loaded machine, so it may end after the stream)
-            assert sender.is_alive(), "the stream ended while the broker was down; lengthen it"
+            assert sender.is_alive(), "the stream ended while the broker was down"
             cluster.start(victim)
             sender.finish()
             archived = drain_and_read_archive(s, stack, plan)

@@ -30,7 +30,7 @@ from plantstream.settings import Settings
 
 from brokers import new_broker
 
-pytestmark = [pytest.mark.slow, pytest.mark.faults,
+pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.matrix,
               pytest.mark.skipif(not BINARY.exists(), reason="Toxiproxy not built: `make faults` builds it")]
 
 BLACKHOLE_S = 60.0
