@@ -119,7 +119,9 @@ def simulate(seed: int, machines: int, faulty: int, hours: float, interval: floa
 
 def _window_of(alert: dict[str, Any], windows: list[FaultWindow]) -> FaultWindow | None:
     for w in windows:
-        seen = alert["first_seen"]
+        seen = alert["first_seen"]  # event time: the gateway's clock
+        if w.kind == "clock_skew":  # a skewed gateway stamps its readings off the true clock
+            seen -= round(w.params.get("offset", 0.0) * S)
         if w.machine == alert["machine"] and w.start_us - 600 * S <= seen <= w.end_us + SLACK_US:
             return w
     return None

@@ -164,3 +164,20 @@ def test_a_small_alert_quality_run_judges_its_alerts_against_the_ground_truth(tm
         (run["alerts_per_alerted_fault"] or 0) * run["faults_alerted"])
     assert total["faults_alerted"] >= 1, run  # a fault the shipped rules miss on 2 h would be news
     assert run["peak_alerts_per_10min"] >= 1 and run["alerts_per_10min_per_site"] > 0
+
+
+def test_an_alert_on_a_skewed_gateway_is_judged_on_the_true_clock() -> None:
+    """A gateway 15 min behind stamps its readings 15 min early: its clock alert, seen 15 min
+    before the fault's true start, belongs to the fault, not to the false alerts."""
+    from alert_quality import S, _window_of
+
+    from plantstream.gateway.truth import FaultWindow
+
+    t0 = 1_790_000_000 * S
+    skew = FaultWindow("demo", "plant-1", "pump-01", "clock_skew", ("speed",), t0 + 3600 * S, t0 + 7200 * S,
+                       {"offset": -900.0})
+    seen_on_gateway_clock = {"machine": "pump-01", "first_seen": t0 + 3600 * S - 900 * S + 60 * S}
+    assert _window_of(seen_on_gateway_clock, [skew]) is skew
+    heat = FaultWindow("demo", "plant-1", "pump-01", "overheating", ("motor_temp",), t0 + 3600 * S,
+                       t0 + 7200 * S)
+    assert _window_of(seen_on_gateway_clock, [heat]) is None  # 14 min early on a true clock: false
