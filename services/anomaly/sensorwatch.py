@@ -18,7 +18,10 @@ The drift model needs much more data than the machine's warm-up (thermal lags of
 minutes, hourly breaks), so it is *armed* only after ``arm_after`` learned rows; until then
 it learns from every row (its own warm-up: what happens then is normal), after that only
 from rows the machine judges normal while every sensor's drift score is below
-``learn_below`` (so a slow fault is not learned as normal).
+``learn_below`` (so a slow fault is not learned as normal). The drift model learns nothing
+while a sensor is stuck or missing (:attr:`SensorWatch.sensor_fault`): a transmitter frozen
+for hours would otherwise become its normal, and its recovery a false alarm. (The machine
+model keeps its own policy: its recent-level trackers must follow the running machine.)
 """
 
 from __future__ import annotations
@@ -90,6 +93,11 @@ class SensorWatch:
         return SensorWatch(self.drift, self.health, self.drift_threshold, self.drift_off, self.learn_below,
                            self.lead, self.holdoff, self.arm_after, self.model_version)
 
+    @property
+    def sensor_fault(self) -> bool:
+        """A stuck or dropout channel is on (as of the last row): its row is not normal data."""
+        return any(on for (check, _), on in self._on.items() if on and check != "drift")
+
     def end_warmup(self) -> None:
         if self.health is not None:
             self.health.end_warmup()
@@ -129,7 +137,9 @@ class SensorWatch:
             if on:
                 self._drift_owner = owner = (sensor, self.rows)
                 held = True
-        if not live or (learn and max(scores.values(), default=0.0) < self.learn_below):
+        if self.sensor_fault:
+            det.observe_one(s)
+        elif not live or (learn and max(scores.values(), default=0.0) < self.learn_below):
             det.learn_one(s)
             self.learned += 1
         else:

@@ -75,3 +75,22 @@ def test_drift_names_the_drifting_sensor_not_its_followers() -> None:
     events = feed(st, drifting)
     assert opened(events)[0][1:] == ("residualdrift", "temp")
     assert {e["contributions"][0]["sensor"] for e in events} == {"temp"}
+
+
+def test_a_long_frozen_sensor_is_not_learned_so_its_recovery_is_not_an_alarm() -> None:
+    """A transmitter frozen for hours: the drift model learns nothing from its rows, so once
+    it reports again the real signal is normal, not 'unusual'."""
+    rng = random.Random(3)
+    st = machine(arm_after=2000)
+    watch = st.detector.watch
+    rows = [(T0 + i * 1_000_000, row(i, rng)) for i in range(6000)]
+    for i in range(500, 4500):
+        rows[i][1]["temp"] = 52.0  # frozen near its mean, long enough to arm and refit the drift model
+    events = feed(st, rows[:600])
+    assert opened(events) == [(520, "stuck", "temp")]
+    learned = watch.learned
+    events += feed(st, rows[600:4500])
+    assert watch.learned == learned  # the frozen rows taught the drift model nothing
+    after = feed(st, rows[4500:])
+    assert [e for e in opened(after) if e[0] >= 4600] == [], opened(after)  # and its recovery is normal
+    assert watch.learned > learned  # learning resumed
