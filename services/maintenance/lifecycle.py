@@ -142,8 +142,14 @@ class AlertBook:
     def problem_of(self, f: Finding) -> tuple[Problem, bool]:
         """The finding's problem, and whether the finding is only secondary evidence of it:
         the anomaly detector's findings on a sensor with an active sensor fault (its stale or
-        missing value causes them) or while the machine's gateway clock is wrong."""
+        missing value causes them) or while the machine's gateway clock is wrong; a no-data
+        finding whose silent sensors all have an active sensor fault already (the dropout
+        detector saw the silence first: one silent sensor is one alert)."""
         problem = problems.problem_of(f)
+        if problem[0] == "no_data" and f.sensors:
+            faults = [self.alerts.get(("sensor_fault", s)) for s in f.sensors]
+            if all(a is not None and a.active for a in faults):
+                return ("sensor_fault", f.sensors[0]), True
         if problem[0] == "condition" and f.rule == "persistent_anomaly":
             fault = self.alerts.get(("sensor_fault", f.sensor))
             if fault is not None and fault.active:

@@ -13,7 +13,9 @@ several sensors: that is one alert with those sensors as evidence, not five. The
 - ``clock_skew``: one alert per gateway; while it is active, the anomaly detector's findings
   on that gateway's machine join it (readings stamped by a wrong clock, and the jump back when
   it is corrected, look unusual to a detector), as evidence that cannot raise its severity;
-- ``no_data``: one alert per machine naming every silent sensor.
+- ``no_data``: one alert per machine naming every silent sensor; when every one of them already
+  has an active sensor fault (the dropout detector reports a silence after 2 min, the no-data
+  rule after 15), it joins that alert instead (``AlertBook.problem_of``).
 
 Limits and trends to a limit are physical values and always count as the machine's condition.
 
@@ -224,7 +226,8 @@ def title(contributions: list[Contribution], now: int, calm_us: float) -> str:
     if others:
         text += f" (also: {', '.join(others)})"
     odd = list(dict.fromkeys(sensor_name(c.sensor).lower() for c in contributions
-                             if c.secondary and c.sensor != head.sensor and c.weight(now, calm_us) >= 0))
+                             if c.secondary and c.sensor not in (head.sensor, "*")
+                             and c.weight(now, calm_us) >= 0))
     if odd:
         text += f"; unusual readings of {', '.join(odd)} meanwhile, likely from the same cause"
     return text

@@ -107,6 +107,29 @@ def test_no_data_is_one_alert_per_machine_naming_the_silent_sensors() -> None:
     assert everything[0]["title"] == "No data from gateway gw-1: all 3 sensors silent for 2 min"
 
 
+def test_a_sensor_the_dropout_detector_reported_silent_is_not_alerted_again_for_no_data() -> None:
+    rules = RuleSet(reading_rules=(NoData(max_silence_s=60),), anomaly_rule=PersistentAnomaly())
+    state = MachineState("t", "s", "m", 0)
+    state.on_readings(batch(0, {"vibration": 3.0, "bearing_temp": 60.0, "speed": 1470.0}), SPECS, rules, S,
+                      POLICY)
+    out = []
+    for i in range(1, 4):  # vibration stops; the anomaly service's dropout detector sees it first
+        out += state.on_anomaly(anomaly(i, "vibration", 0.0, model="dropout"), rules, i * 60 * S, POLICY)
+        out += state.on_readings(batch(i * 60, {"bearing_temp": 60.0, "speed": 1470.0}), SPECS, rules,
+                                 i * 60 * S, POLICY)
+    out += state.tick(200 * S, POLICY)  # vibration silent for 200 s: past the no-data limit
+    recs = emitted(out)
+    assert {r["alert_id"] for r in recs} == {"t/s/m/persistent_anomaly/vibration#1"}, recs
+    alert = state.book.alerts[("sensor_fault", "vibration")]
+    assert "no_data:*" in alert.contributions  # the no-data finding is its evidence, not a new alert
+    assert alert.title == "Vibration: no readings for 3 min while the other sensors report"
+    for t in (240, 300, 360, 390):  # now bearing temperature is silent too, with no sensor fault of its own
+        out = state.on_readings(batch(t, {"speed": 1470.0}), SPECS, rules, t * S, POLICY)
+    recs = emitted(out + state.tick(400 * S, POLICY))
+    assert [(r["rule"], r["sensors"]) for r in recs if r["rule"] == "no_data"] == [
+        ("no_data", ["vibration", "bearing_temp"])]  # a new problem: one no-data alert names both
+
+
 def test_a_silent_sensor_and_the_anomalies_it_causes_are_one_warning() -> None:
     state, rules = MachineState("t", "s", "m", 0), RuleSet()
     out = []
