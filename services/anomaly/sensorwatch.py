@@ -96,7 +96,7 @@ class SensorWatch:
     @property
     def sensor_fault(self) -> bool:
         """A stuck or dropout channel is on (as of the last row): its row is not normal data."""
-        return any(on for (check, _), on in self._on.items() if on and check != "drift")
+        return any(on and check != "drift" for (check, _), on in self._on.items())
 
     def end_warmup(self) -> None:
         if self.health is not None:
