@@ -18,7 +18,6 @@ from plantstream.statecodec import StateCodec
 def state_codec() -> StateCodec:
     from anomaly.detectors.drift import ResidualDrift
     from anomaly.detectors.ewzscore import EWZScore
-    from anomaly.detectors.forecast import EWResidual
     from anomaly.detectors.health import SensorHealth
     from anomaly.detectors.mahalanobis import Mahalanobis
     from anomaly.detectors.threshold import AdaptiveThreshold
@@ -29,4 +28,4 @@ def state_codec() -> StateCodec:
     from anomaly.state import MachineState
 
     return StateCodec([MachineState, MachineDetector, RowAssembler, Episode, SensorWatch, SensorAlarm,
-                       EWZScore, Mahalanobis, EWResidual, ResidualDrift, SensorHealth, AdaptiveThreshold])
+                       EWZScore, Mahalanobis, ResidualDrift, SensorHealth, AdaptiveThreshold])

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import copy
+import doctest
+import importlib
 import math
 import random
 
 import pytest
 
-from anomaly.detectors import Detector, EWResidual, EWZScore, HSTDetector, Mahalanobis, ResidualDrift
-from plantstream.statecodec import StateCodecError
+from anomaly.detectors import Detector, EWZScore, Mahalanobis, ResidualDrift
 
 DETECTORS = [
     EWZScore(),
     EWZScore(alpha=0.05, combine="mean"),
-    EWResidual(),
     Mahalanobis(),
     Mahalanobis(n_components=2, rel_tol=0.005),
-    HSTDetector(n_trees=5, height=6, window_size=50, seed=7),
     Mahalanobis(n_components=2, refresh_every=25),
     ResidualDrift(min_fit=100, refit_every=50),
     ResidualDrift(),
@@ -94,16 +93,10 @@ def test_spike_scores_higher_than_normal(template: Detector) -> None:
 
 def test_state_roundtrip_same_scores(template: Detector) -> None:
     """A detector restored from its snapshot scores exactly like the original. Snapshots use
-    the safe state codec (never pickle); River's HST holds a random.Random and callables, so
-    it is not snapshot-safe and refuses clearly (the service does not ship it)."""
+    the safe state codec (never pickle)."""
     det = trained(template, normal_stream(200))
     restored = copy.deepcopy(det)
-    if isinstance(det, HSTDetector):
-        with pytest.raises(StateCodecError, match="HSTDetector"):
-            det.to_state()
-        via_state = copy.deepcopy(det)
-    else:
-        via_state = type(det).from_state(det.to_state())
+    via_state = type(det).from_state(det.to_state())
     for x in normal_stream(100, seed=3):
         s = det.score_one(x)
         assert restored.score_one(x) == s
@@ -123,7 +116,16 @@ def test_learn_and_score_do_not_mutate_input(template: Detector) -> None:
 
 
 def test_contributions_point_at_the_faulty_sensor() -> None:
-    for template in (EWZScore(), Mahalanobis(), EWResidual(), ResidualDrift(min_fit=100, refit_every=50)):
+    for template in (EWZScore(), Mahalanobis(), ResidualDrift(min_fit=100, refit_every=50)):
         det = trained(template, normal_stream(400))
         c = det.contributions_one({"flow": 30.0, "pressure": 2.0, "temp": 90.0})
         assert max(c, key=c.get) == "temp", template
+
+
+@pytest.mark.parametrize("module", ["anomaly.machine", "anomaly.sensorwatch", "anomaly.detectors.base",
+                                    "anomaly.detectors.drift", "anomaly.detectors.ewzscore",
+                                    "anomaly.detectors.health", "anomaly.detectors.mahalanobis",
+                                    "anomaly.detectors.threshold"])
+def test_docstring_examples(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

@@ -6,18 +6,14 @@ Each detector learns from and scores one reading dict ``{sensor: value}`` at a t
 from anomaly.detectors.base import Detector
 from anomaly.detectors.drift import ResidualDrift
 from anomaly.detectors.ewzscore import EWZScore
-from anomaly.detectors.forecast import EWResidual
 from anomaly.detectors.health import SensorHealth
-from anomaly.detectors.hst import HSTDetector
 from anomaly.detectors.mahalanobis import Mahalanobis
 from anomaly.detectors.threshold import AdaptiveThreshold
 
 __all__ = [
     "AdaptiveThreshold",
     "Detector",
-    "EWResidual",
     "EWZScore",
-    "HSTDetector",
     "Mahalanobis",
     "ResidualDrift",
     "SensorHealth",

@@ -1,23 +1,28 @@
-"""Common base class for online detectors.
+"""Common base class for online detectors: River's ``AnomalyDetector`` plus what the service needs.
 
-Why a base class of our own instead of ``river.anomaly.base.AnomalyDetector``: the service
-needs per-sensor contributions, byte snapshots and a tiny uniform surface that wrapped River
-models and hand-written detectors can both offer. The conventions follow River (hyperparameters
-are constructor arguments, ``_get_params``/``clone``), so River users feel at home.
+Every detector here *is* a :class:`river.base.AnomalyDetector` (``learn_one``/``score_one``,
+hyperparameters as same-named attributes, River's ``clone``/``_get_params``, composable with
+River's preprocessing: ``preprocessing.StandardScaler() | EWZScore()``), and passes
+``river.checks.check_estimator`` (``tests/anomaly/test_river_checks.py``). On top of River's
+contract the service needs two things River's base class does not have, added here:
+
+- ``contributions_one``: how much each sensor contributed, so an alert can name the sensors;
+- byte snapshots through the safe state codec (``to_state``/``from_state``), because state is
+  read back from a Kafka changelog and must never be unpickled.
 """
 
 from __future__ import annotations
 
-import copy
-import inspect
-from typing import Any, Self
+from typing import Self
+
+from river.base import AnomalyDetector
 
 
-class Detector:
+class Detector(AnomalyDetector):
     """Online anomaly detector: learn one reading, score one reading.
 
     Subclasses store every constructor argument under the same attribute name (River
-    convention); that is what makes :meth:`_get_params` and :meth:`clone` work.
+    convention); that is what makes River's ``_get_params`` and ``clone`` work.
 
     >>> from anomaly.detectors import EWZScore
     >>> det = EWZScore(rel_tol=0.0)
@@ -27,15 +32,16 @@ class Detector:
     True
     >>> Detector.from_state(det.to_state()).score_one({"a": 2.0})
     0.0
+    >>> from river import preprocessing
+    >>> model = preprocessing.StandardScaler() | EWZScore(rel_tol=0.0)
+    >>> for v in (1.0, 2.0, 3.0, 2.0):
+    ...     model.learn_one({"a": v})
+    >>> model.score_one({"a": 9.0}) > model.score_one({"a": 2.0})
+    True
     """
 
-    def learn_one(self, x: dict[str, float]) -> None:
-        """Update the model with one reading (must not mutate ``x``)."""
-        raise NotImplementedError
-
-    def score_one(self, x: dict[str, float]) -> float:
-        """Anomaly score of one reading; higher means more anomalous. Must not learn."""
-        raise NotImplementedError
+    # learn_one(x) and score_one(x) are River's abstract methods: learn_one must not mutate
+    # x, score_one must not learn.
 
     def contributions_one(self, x: dict[str, float]) -> dict[str, float]:
         """How much each sensor contributed to :meth:`score_one`.
@@ -46,23 +52,6 @@ class Detector:
             return {}
         share = self.score_one(x) / len(x)
         return dict.fromkeys(x, share)
-
-    # River-style parameter handling -------------------------------------------------------
-    def _get_params(self) -> dict[str, Any]:
-        """Constructor arguments of this instance, read back from same-named attributes."""
-        params = {}
-        for name, p in inspect.signature(type(self).__init__).parameters.items():
-            if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                continue
-            params[name] = getattr(self, name)
-        return params
-
-    def clone(self, new_params: dict[str, Any] | None = None) -> Self:
-        """Fresh, unfitted copy with the same hyperparameters (optionally some changed)."""
-        params = {}
-        for name, value in {**self._get_params(), **(new_params or {})}.items():
-            params[name] = value.clone() if isinstance(value, Detector) else copy.deepcopy(value)
-        return type(self)(**params)
 
     # Snapshots ------------------------------------------------------------------------------
     def to_state(self) -> bytes:
@@ -82,6 +71,6 @@ class Detector:
             raise TypeError(f"snapshot holds {type(obj).__name__}, not {cls.__name__}")
         return obj
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # one line (River's is one line per parameter): benchmarks print it
         args = ", ".join(f"{k}={v!r}" for k, v in self._get_params().items())
         return f"{type(self).__name__}({args})"

@@ -14,6 +14,10 @@ filtered residual over its own root mean square on learned (normal) data, so ~1 
 :meth:`observe_one` advances the sequential state (lags, filtered residuals) without fitting;
 :meth:`learn_one` = observe + fit. A caller that learns only normal readings still calls
 :meth:`observe_one` on the others, so lags and the drift filter see every reading.
+
+Why our own: River's ``PredictiveAnomalyDetection`` scores one-step forecast errors of one
+target, which a slow drift never makes large; nothing in River regresses each sensor on lags
+of the others.
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ Why: most machine faults first show as one sensor leaving its usual level. A per
 z-score is cheap (pure Python, a few operations per reading), explains itself (the
 contribution of a sensor is its own z squared) and, with a relative tolerance floor, does not
 cry wolf when a sensor with a tiny warm-up spread drifts by a fraction of a percent.
+
+Why not ``river.stats.Var``/``EWVar`` per sensor: ``EWVar`` keeps its state in a Rust object
+the safe state codec cannot write (snapshots never pickle), and ``Var`` (pure Python, a
+``Mean`` inside) took 1.4x the time of this one list per sensor to learn and 1.6x to score,
+on the hot path of every reading. The arithmetic is the same Welford / EW update.
 """
 
 from __future__ import annotations

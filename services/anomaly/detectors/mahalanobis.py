@@ -4,6 +4,9 @@ Why: some faults keep every sensor inside its own normal range but break how sen
 together (pressure up while flow stays); only a model of the joint covariance sees that.
 Mean and covariance are kept incrementally (Welford, O(d^2) per reading, d = sensors);
 the inverse and eigen-decomposition are recomputed lazily, only after new learning.
+
+Why our own: River has no joint-covariance detector (its ``anomaly`` models are HST, LODA,
+LOF, one-class SVM and univariate scorers); T-squared + Q is the process-monitoring standard.
 """
 
 from __future__ import annotations

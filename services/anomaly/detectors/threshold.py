@@ -5,6 +5,11 @@ high quantile of the machine's own normal scores times a safety factor. Anomalie
 episodes, not single readings, and one noisy reading must not make an alert flap: the state
 turns on after ``k_on`` high scores among the last ``n_on`` and off after ``m_off``
 consecutive low ones.
+
+Why not River's ``QuantileFilter``/``stats.RollingQuantile``: River's filters have no
+hysteresis (one score decides), and its quantiles keep their state in Rust objects the safe
+state codec cannot write (snapshots never pickle). This one is an exact rolling quantile over a
+plain deque.
 """
 
 from __future__ import annotations
