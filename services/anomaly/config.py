@@ -21,15 +21,17 @@ from anomaly.detectors.drift import ResidualDrift
 from anomaly.detectors.health import SensorHealth
 from anomaly.detectors.threshold import AdaptiveThreshold
 from anomaly.machine import DEFAULT_THRESHOLD, MachineDetector
+from anomaly.regime import RegimeCheck
 from anomaly.scorer import ScorerConfig
 from anomaly.sensorwatch import SensorWatch
 from plantstream.errors import ConfigError
 from plantstream.settings import Settings
 
 LEARN_POLICIES = ("never", "normal", "always")
-MODEL_VERSION = "2"  # 1: machine-level only; 2: + per-sensor drift/stuck/dropout channels
+MODEL_VERSION = "3"  # 1: machine-level only; 2: + per-sensor drift/stuck/dropout channels; 3: + re-baseline
 # Per-sensor channels of the service (chosen on the factory simulator, see anomaly.simeval).
 SERVICE_WATCH = SensorWatch(drift=ResidualDrift(), health=SensorHealth(), model_version=MODEL_VERSION)
+SERVICE_REGIME = RegimeCheck()  # re-baseline a settled episode (2 h, flat for the last hour at 5 s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ class DetectorConfig:
     n_on: int = DEFAULT_THRESHOLD.n_on
     m_off: int = DEFAULT_THRESHOLD.m_off
     sensor_watch: bool = True
+    rebaseline: bool = True
 
     def __post_init__(self) -> None:
         if self.learn_after_warmup not in LEARN_POLICIES:
@@ -76,6 +79,7 @@ class DetectorConfig:
             multivariate_weight=self.multivariate_weight, threshold=threshold,
             calibration_q=self.calibration_q, learn_after_warmup=self.learn_after_warmup,
             watch=SERVICE_WATCH if self.sensor_watch else None, model_version=MODEL_VERSION,
+            regime=SERVICE_REGIME if self.rebaseline else None,
         )
 
     def factory(self) -> Callable[[list[str] | None], MachineDetector]:
@@ -107,6 +111,8 @@ def describe_detector(det: MachineDetector) -> dict[str, Any]:
         "threshold": {k: getattr(th, k) for k in ("q", "factor", "window", "min_samples",
                                                   "k_on", "n_on", "m_off")},
         "calibration_q": det.calibration_q, "learn_after_warmup": det.learn_after_warmup,
+        "rebaseline": None if det.regime is None else {
+            k: getattr(det.regime, k) for k in ("block", "blocks", "max_step", "max_spread", "min_rows")},
         "sensor_watch": None if watch is None else {
             "drift": repr(watch.drift),
             "health": None if watch.health is None else {"min_run": watch.health.min_run,

@@ -58,6 +58,24 @@ def anomaly_event(
     }
 
 
+def rebaseline_event(mid: MachineId, verdict: Verdict) -> dict[str, Any]:
+    """The ``kind='rebaseline'`` event of a settled episode: the machine runs at a new operating
+    point and the model learns it as normal. Its contributions are the sensors that moved, each
+    with its share of the total shift and its new level as ``value``; ``score`` is the largest
+    shift in the old normal standard deviations, ``threshold`` the machine's threshold then."""
+    moved = [(k, abs(d), level) for k, d, level in verdict.rebaseline if abs(d) >= 1.0]
+    moved = moved or [(k, abs(d), level) for k, d, level in verdict.rebaseline[:1]]
+    total = sum(d for _, d, _ in moved) or 1.0
+    return {
+        "event_id": event_id(mid, verdict.model, "rebaseline", verdict.ts_micros),
+        "tenant": mid[0], "site": mid[1], "machine": mid[2],
+        "ts": verdict.ts_micros, "window_start": verdict.ts_micros, "window_end": verdict.ts_micros,
+        "score": float(max((d for _, d, _ in moved), default=0.0)), "threshold": float(verdict.threshold),
+        "kind": "rebaseline", "model": verdict.model, "model_version": verdict.model_version,
+        "contributions": [{"sensor": k, "share": d / total, "value": float(level)} for k, d, level in moved],
+    }
+
+
 def _value(v: float | None) -> float | None:
     return None if v is None else float(v)
 

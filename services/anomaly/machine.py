@@ -13,6 +13,14 @@ Pipeline per reading row (one timestamp, several sensors of one machine):
    ``learn_after_warmup``): ``"never"`` (default; nothing can absorb a long fault),
    ``"normal"`` (only rows judged normal) or ``"always"``.
 
+Episodes, not states: with a ``regime`` check (:class:`~anomaly.regime.RegimeCheck`), an
+episode that has lasted and settled at a new stable level (flat again, not still moving away
+from the old normal) is a changed operating point, not a fault that lasts for ever: the
+detector *re-baselines*. The episode closes on that row (``Verdict.rebaseline`` names each
+sensor's shift), the models start afresh and learn the new level over a new warm-up (no
+alarms meanwhile), and the sensor watch's drift model re-learns too. A developing fault keeps
+moving, never settles and keeps alarming.
+
 Missing and new sensors: the models take the sensors that have reported by the first learned
 row. A sensor that starts reporting later (NaN or absent until then, or new in the data of a
 machine unknown to the registry) is kept out of the models until it has reported for
@@ -38,6 +46,7 @@ from anomaly.detectors.base import Detector
 from anomaly.detectors.ewzscore import EWZScore
 from anomaly.detectors.mahalanobis import Mahalanobis
 from anomaly.detectors.threshold import AdaptiveThreshold
+from anomaly.regime import RegimeCheck
 from anomaly.sensorwatch import SensorAlarm, SensorWatch
 
 log = logging.getLogger(__name__)
@@ -56,7 +65,10 @@ class Verdict:
     machine's own scores; ``is_anomaly`` is the state after hysteresis; ``state_changed`` is
     True on the row where that state flipped (open/close an anomaly episode);
     ``contributions`` maps sensor -> share of the score (sums to 1; filled when anomalous
-    unless the detector was built with ``contributions="always"``).
+    unless the detector was built with ``contributions="always"``). ``rebaseline`` is set on
+    the row where a settled episode closed by re-baselining: ``(sensor, shift, level)`` for
+    each sensor, its shift in its old normal standard deviations and its new level, largest
+    shift first.
     """
 
     ts_micros: int
@@ -70,6 +82,7 @@ class Verdict:
     model: str = ""
     model_version: str = ""
     sensor_alarms: tuple[SensorAlarm, ...] = ()
+    rebaseline: tuple[tuple[str, float, float], ...] = ()
 
 
 class MachineDetector:
@@ -103,6 +116,9 @@ class MachineDetector:
         Optional :class:`~anomaly.sensorwatch.SensorWatch` template (cloned): per-sensor
         drift / stuck / dropout channels, reported in ``Verdict.sensor_alarms``. It learns
         from the warm-up rows and afterwards from the rows the learning policy learns.
+    regime
+        Optional :class:`~anomaly.regime.RegimeCheck` template (cloned): re-baseline when an
+        episode settles at a new stable level (see module docstring). ``None``: never.
 
     >>> md = MachineDetector(warmup=60, settle=10)
     >>> rows = [(i * 1_000_000, {"p": 1.0 + 0.01 * (i % 3), "t": 20.0}) for i in range(100)]
@@ -119,6 +135,8 @@ class MachineDetector:
     _joining: dict[str, int] | None = None  # sensor -> rows reported while not in the models
     _recent: deque[dict[str, float]] | None = None  # recent normal rows, while a sensor is joining
     _warned: bool = False
+    regime: RegimeCheck | None = None
+    _warm_from: int = 0  # row where the current warm-up began (after a re-baseline: that row)
 
     def __init__(
         self,
@@ -136,6 +154,7 @@ class MachineDetector:
         model_name: str | None = None,
         model_version: str = "1",
         watch: SensorWatch | None = None,
+        regime: RegimeCheck | None = None,
     ) -> None:
         if learn_after_warmup not in _LEARN_POLICIES:
             raise ValueError(f"learn_after_warmup must be one of {_LEARN_POLICIES}")
@@ -161,6 +180,7 @@ class MachineDetector:
         self.model_name = model_name or "+".join(parts)
         self.model_version = model_version
         self.watch = watch.clone() if watch is not None else None
+        self.regime = regime.clone() if regime is not None else None
         self.n_rows = 0
         self._smoothed: dict[str, float] = {}
         self._buffer: list[dict[str, float]] | None = []
@@ -208,6 +228,8 @@ class MachineDetector:
         self._buffer = None
         if not rows:
             return
+        if self.regime is not None:
+            self.regime.baseline(rows)
         raw = [self._raw_scores(r) for r in rows]
         self._scale_u = _quantile(sorted(r[0] for r in raw), self.calibration_q) or 1.0
         self._scale_m = _quantile(sorted(r[1] for r in raw), self.calibration_q) or 1.0
@@ -305,29 +327,32 @@ class MachineDetector:
         """Learn from and score one row; return the verdict after thresholding."""
         s_all, missing = self._smooth(x)
         s = self._model_row(s_all, missing)
-        i = self.n_rows
-        self.n_rows = i + 1
+        i = self.n_rows - self._warm_from  # rows into the current warm-up
+        self.n_rows += 1
         watch = self.watch
         if i < self.warmup or (self._buffer is not None and len(self._buffer) < self.min_warmup_rows):
             su, sm = self._raw_scores(s)
             score = self._combine(su, sm)
+            rewarm = self._warm_from > 0
             if i >= self.settle and s:
                 if self._members is None:
                     self._members = list(s)
                 self._learn(s)
                 assert self._buffer is not None
                 self._buffer.append(dict(s))
-            if watch is not None:
-                watch.step(ts_micros, _finite(self._keys, x, missing), s_all, i >= self.settle, False)
+            alarms: tuple[SensorAlarm, ...] = ()
+            if watch is not None:  # after a re-baseline its stuck and dropout channels stay armed
+                alarms = tuple(watch.step(ts_micros, _finite(self._keys, x, missing), s_all,
+                                          i >= self.settle, rewarm))
             if self._joining is not None:
                 self._join(s_all, i >= self.settle)
-            if self.n_rows >= self.warmup and self._warmup_done():
+            if i + 1 >= self.warmup and self._warmup_done():
                 self._calibrate()
-                if watch is not None:
+                if watch is not None and not rewarm:
                     watch.end_warmup()
             return Verdict(
                 ts_micros, score, math.inf, False, False, True, {}, missing,
-                self.model_name, self.model_version,
+                self.model_name, self.model_version, alarms,
             )
         if self._buffer is not None:  # warm-up never completed (e.g. warmup changed)
             self._calibrate()
@@ -349,10 +374,48 @@ class MachineDetector:
             alarms = tuple(watch.step(ts_micros, _finite(self._keys, x, missing), s_all, learn, True))
         if self._joining is not None:
             self._join(s_all, not on and score <= thr)
+        regime = self.regime
+        if regime is not None and on:
+            if changed:
+                regime.reset()
+            if regime.push(s):
+                return self._rebaseline(ts_micros, score, thr, contrib, missing, alarms)
         return Verdict(
             ts_micros, score, thr, on, changed, False, contrib, missing,
             self.model_name, self.model_version, alarms,
         )
+
+    def set_limits(self, limits: Mapping[str, tuple[float | None, float | None]]) -> None:
+        """Sensors' warning limits ``(low, high)`` (from the asset registry; None: no limit): a
+        level beyond them is a fault however steady, so it is never re-baselined."""
+        if self.regime is not None:
+            self.regime.limits = dict(limits)
+
+    def _rebaseline(self, ts: int, score: float, thr: float, contrib: dict[str, float],
+                    missing: tuple[str, ...], alarms: tuple[SensorAlarm, ...]) -> Verdict:
+        """Close the settled episode and start learning the new level (a new warm-up)."""
+        regime = self.regime
+        assert regime is not None
+        levels = regime.levels()
+        shifts = sorted(((k, d, levels[k]) for k, d in regime.shifts().items()),
+                        key=lambda t: abs(t[1]), reverse=True)
+        regime.reset()
+        self.univariate = self.univariate.clone() if self.univariate is not None else None
+        self.multivariate = self.multivariate.clone() if self.multivariate is not None else None
+        self.threshold = self.threshold.clone()
+        self._scale_u = self._scale_m = 1.0
+        self._buffer = []
+        self._warm_from = self.n_rows
+        closed = alarms
+        if self.watch is not None:
+            closed = alarms + tuple(self.watch.rebaseline(ts))
+        log.info("operating point changed: the anomaly model re-baselines on the new level",
+                 extra={"model": self.model_name, "rows": self.n_rows, "score": score,
+                        "shifts": {k: round(d, 2) for k, d, _ in shifts[:5]}})
+        # The episode closes: like every closing verdict its score is at or below the threshold
+        # (the old model's score of this row is in the log line above, not in the verdict).
+        return Verdict(ts, min(score, thr), thr, False, True, False, contrib, missing, self.model_name,
+                       self.model_version, closed, tuple(shifts))
 
     def process_many(self, rows: Iterable[tuple[int, Mapping[str, float]]]) -> list[Verdict]:
         """Batch variant of :meth:`process_one` (same results, less call overhead)."""
@@ -390,7 +453,7 @@ class MachineDetector:
             multivariate_weight=self.multivariate_weight, threshold=self.threshold,
             calibration_q=self.calibration_q, learn_after_warmup=self.learn_after_warmup,
             contributions=self.contributions, model_name=self.model_name,
-            model_version=self.model_version, watch=self.watch,
+            model_version=self.model_version, watch=self.watch, regime=self.regime,
         )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from anomaly.events import MachineId
 from anomaly.machine import MachineDetector
+from anomaly.regime import warning_limits
 from anomaly.state import MachineState, encode_snapshot, restore
 from plantstream.assets import AssetRegistry
 from plantstream.avro import AvroCodec
@@ -108,8 +109,10 @@ class Scorer:
         return name
 
     def _new(self, mid: MachineId) -> MachineState:
-        sensors = sorted(self.registry.sensors(mid)) if self.registry is not None else []
+        specs = self.registry.sensors(mid) if self.registry is not None else {}
+        sensors = sorted(specs)
         state = MachineState(mid, self.new_detector(sensors or None))
+        state.detector.set_limits(warning_limits(specs))
         if sensors:
             state.rows.expected = frozenset(sensors)
         self.created += 1

@@ -98,6 +98,19 @@ class SensorWatch:
         """A stuck or dropout channel is on (as of the last row): its row is not normal data."""
         return any(on and check != "drift" for (check, _), on in self._on.items())
 
+    def rebaseline(self, ts: int) -> list[SensorAlarm]:
+        """The machine moved to a new operating point: the drift model starts again (it re-arms
+        after ``arm_after`` learned rows); open drift channels close (returned)."""
+        out: list[SensorAlarm] = []
+        for (check, sensor), on in list(self._on.items()):
+            if check == "drift" and on:
+                self._set(out, ts, sensor, "drift", 0.0, self.drift_threshold, False)
+        if self.drift is not None:
+            self.drift = self.drift.clone()
+        self.learned = 0
+        self._drift_owner = None
+        return out
+
     def end_warmup(self) -> None:
         if self.health is not None:
             self.health.end_warmup()

@@ -28,6 +28,7 @@ from typing import Any
 
 from anomaly.eventmetrics import event_figures, match_episodes
 from anomaly.machine import MachineDetector
+from anomaly.regime import warning_limits
 from anomaly.simfeed import reading_batches
 from anomaly.state import MachineState
 
@@ -67,6 +68,7 @@ def run_sim(
         if st is None:
             sensors = sorted(s["sensor"] for s in assets[mid]["sensors"])
             st = states[mid] = MachineState(mid, new_detector(sensors))
+            st.detector.set_limits(warning_limits({s["sensor"]: s for s in assets[mid]["sensors"]}))
             st.rows.expected = frozenset(sensors)
         rs = rec["readings"]
         before = st.detector.n_rows
@@ -77,7 +79,7 @@ def run_sim(
             warm_end[mid] = st.rows.last_ts
         last_ts[mid] = st.rows.last_ts
         for e in events:
-            if e["ts"] == e["window_start"] and e["window_end"] == e["ts"]:
+            if e["ts"] == e["window_start"] and e["window_end"] == e["ts"] and e["kind"] != "rebaseline":
                 opens[mid].append((e["ts"], e["contributions"][0]["sensor"] if e["contributions"] else ""))
     seconds = time.perf_counter() - t0
     return _score(factory.ground_truth(), opens, warm_end, last_ts, rows, seconds,

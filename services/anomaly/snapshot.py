@@ -23,9 +23,10 @@ def state_codec() -> StateCodec:
     from anomaly.detectors.threshold import AdaptiveThreshold
     from anomaly.events import Episode
     from anomaly.machine import MachineDetector
+    from anomaly.regime import RegimeCheck
     from anomaly.rows import RowAssembler
     from anomaly.sensorwatch import SensorAlarm, SensorWatch
     from anomaly.state import MachineState
 
     return StateCodec([MachineState, MachineDetector, RowAssembler, Episode, SensorWatch, SensorAlarm,
-                       EWZScore, Mahalanobis, ResidualDrift, SensorHealth, AdaptiveThreshold])
+                       RegimeCheck, EWZScore, Mahalanobis, ResidualDrift, SensorHealth, AdaptiveThreshold])

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from anomaly.events import Episode, MachineId, anomaly_event
+from anomaly.events import Episode, MachineId, anomaly_event, rebaseline_event
 from anomaly.machine import MachineDetector
 from anomaly.rows import RowAssembler
 from anomaly.snapshot import state_codec
@@ -57,6 +57,8 @@ class MachineState:
             window = episode.step(v, update_us)
             if window is not None:
                 events.append(anomaly_event(self.mid, v, window[0], window[1], x))
+            if v.rebaseline:
+                events.append(rebaseline_event(self.mid, v))
         return events
 
     def to_record(self) -> dict[str, Any]:

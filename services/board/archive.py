@@ -170,7 +170,8 @@ class Archive:
             " GROUP BY site, machine"
             " UNION ALL"
             " SELECT site, machine, toDateTime64(0, 6, 'UTC') AS last_seen, uniqExact(event_id) AS episodes"
-            f" FROM anomalies WHERE tenant = {t} AND ts >= now64(6) - INTERVAL 1 DAY GROUP BY site, machine"
+            f" FROM anomalies WHERE tenant = {t} AND ts >= now64(6) - INTERVAL 1 DAY AND kind != 'rebaseline'"
+            " GROUP BY site, machine"
             ") GROUP BY site, machine ORDER BY site, machine")
         for r in rows:
             seen = _us(r["last_seen"])

@@ -240,6 +240,15 @@ class AlertBook:
             notify = None
         return Emission(a.record(), notify)
 
+    def note_condition(self, note: str, now: int) -> list[Emission]:
+        """Say ``note`` on the machine's active condition alert (if any), e.g. that the anomaly
+        model re-baselined: its findings stop, and the alert resolves as usual once quiet."""
+        a = self.alerts.get(("condition", "*"))
+        if a is None or not a.active:
+            return []
+        a.note = note
+        return [self._emit(a, now, None)]
+
     # commands -------------------------------------------------------------------------------
     def command(self, cmd: dict[str, Any], now: int) -> Emission | None:
         """Apply an alert_command; None for a redelivered command. Raises InvalidCommand."""

@@ -34,7 +34,7 @@ from maintenance.rules import (
     TrendToLimit,
 )
 from maintenance.rules.persistent_anomaly import SENSOR_FAULT_MODELS
-from maintenance.words import duration, sensor_name
+from maintenance.words import duration, sensor_name, value_with_unit
 from plantstream.statecodec import StateCodec
 
 Specs = dict[str, dict[str, Any]]
@@ -120,6 +120,8 @@ class MachineState:
 
     def on_anomaly(self, event: dict[str, Any], rules: RuleSet, now: int, policy: Policy) -> list[Emission]:
         contributions = event.get("contributions") or []
+        if event.get("kind") == "rebaseline":  # not an anomaly: the machine's normal moved
+            return self.book.note_condition(self._operating_point(contributions), now)
         top = max(contributions, key=lambda c: c["share"], default=None)
         anomaly = Anomaly(event["event_id"], top["sensor"] if top else "*", event["ts"], event["score"],
                           event["threshold"], top["share"] if top else 1.0, top.get("value") if top else None,
@@ -131,6 +133,15 @@ class MachineState:
         if anomaly.ts <= self.stopped_until and anomaly.model not in SENSOR_FAULT_MODELS:
             return []  # a stopped or restarting machine is a mode of operation, not a fault
         return self._apply(found, now, policy)
+
+    def _operating_point(self, moved: list[dict[str, Any]]) -> str:
+        """The note for a re-baseline: which sensors settled where."""
+        levels = ", ".join(f"{sensor_name(c['sensor']).lower()} "
+                           f"{value_with_unit(c['value'], self.units.get(c['sensor'], ''))}"
+                           for c in moved[:3] if c.get("value") is not None)
+        return ("operating point changed: the machine has settled at a new steady level"
+                + (f" ({levels})" if levels else "")
+                + "; the anomaly model now learns it as normal")
 
     def on_command(self, cmd: dict[str, Any], now: int) -> list[Emission]:
         """Apply a command; raises plantstream.alertstate.InvalidCommand when it cannot be."""

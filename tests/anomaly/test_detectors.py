@@ -125,7 +125,7 @@ def test_contributions_point_at_the_faulty_sensor() -> None:
 @pytest.mark.parametrize("module", ["anomaly.machine", "anomaly.sensorwatch", "anomaly.detectors.base",
                                     "anomaly.detectors.drift", "anomaly.detectors.ewzscore",
                                     "anomaly.detectors.health", "anomaly.detectors.mahalanobis",
-                                    "anomaly.detectors.threshold"])
+                                    "anomaly.detectors.threshold", "anomaly.regime"])
 def test_docstring_examples(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

@@ -278,3 +278,26 @@ def test_the_demo_faults_give_one_plain_worded_alert_each_and_none_for_healthy_m
     assert set(by_kind["bearing_wear"]["sensors"]) >= {"vibration", "bearing_temp"}
     assert by_kind["clock_skew"]["title"].startswith("Gateway gw-conveyor-01 clock 15 min ahead")
     assert "no readings" in by_kind["dropout"]["title"]
+
+
+def test_a_rebaseline_event_is_a_note_on_the_condition_alert_not_another_anomaly() -> None:
+    """The anomaly service re-baselined (the machine settled at a new level): the open condition
+    alert says so, nothing is counted as an anomaly, and the alert resolves once quiet."""
+    state, rules = MachineState("t", "s", "m", 0), RuleSet()
+    state.units["discharge_pressure"] = "bar"
+    out = []
+    for i in range(4):
+        out += state.on_anomaly(anomaly(i, "discharge_pressure", 6.1, score=1.5), rules, i * 60 * S, POLICY)
+    opened = emitted(out)[-1]
+    rebase = {**anomaly(5, "discharge_pressure", 6.12, score=4.6), "kind": "rebaseline",
+              "event_id": "m:ewzscore+mahalanobis:rebaseline:300000000", "window_start": 300 * S}
+    noted = emitted(state.on_anomaly(rebase, rules, 300 * S, POLICY))
+    assert len(noted) == 1 and noted[0]["alert_id"] == opened["alert_id"]
+    assert noted[0]["occurrences"] == opened["occurrences"]  # not counted as an anomaly
+    assert noted[0]["note"] == ("operating point changed: the machine has settled at a new steady level "
+                                "(discharge pressure 6.12 bar); the anomaly model now learns it as normal")
+    assert noted[0]["state"] == "open" and not SCORE_WORDS.search(noted[0]["note"])
+    resolved = emitted(state.tick(300 * S + int(POLICY.quiet_s * S), POLICY))
+    assert resolved and resolved[-1]["state"] == "resolved"
+    quiet = MachineState("t", "s", "m", 0)  # without an open alert there is nothing to say
+    assert quiet.on_anomaly(rebase, rules, 300 * S, POLICY) == []

@@ -5,10 +5,16 @@ Physical faults (bearing wear, overheating, cavitation) change the physics throu
 faults (stuck sensor, dropout, spikes, clock skew) change what the gateway reports. Each
 active fault is also a ground-truth window, so a detector's output can be scored.
 
+A *change* is not a fault: ``recalibration`` (a sensor replaced or recalibrated reads
+``offset``, a share of its value, default 0.08, higher from ``start`` on) moves the operating
+point, which a detector should learn as the new normal. Changes are injected only on request,
+never drawn among the random faults.
+
 Spec syntax (CLI ``--fault``): ``KIND:key=value,...`` with keys ``machine`` (id, or
 ``tenant/site/machine``), ``start`` and ``duration`` (seconds from the start of the run),
-``sensor`` (for stuck_sensor, dropout, spikes; ``*`` = every sensor), ``offset`` (clock_skew,
-seconds, may be negative), ``rate`` (spikes: share of readings hit, default 0.02).
+``sensor`` (for stuck_sensor, dropout, spikes; ``*`` = every sensor), ``offset`` (clock_skew:
+seconds, may be negative; recalibration: a share of the value), ``rate`` (spikes: share of
+readings hit, default 0.02).
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from plantstream.gateway.physics import Modifiers
 
 PHYSICAL = ("bearing_wear", "overheating", "cavitation")
 SIGNAL = ("stuck_sensor", "dropout", "spikes", "clock_skew")
-FAULT_KINDS = PHYSICAL + SIGNAL
+FAULT_KINDS = PHYSICAL + SIGNAL  # the faults drawn at random
+CHANGES = ("recalibration",)
 _NEEDS = {"cavitation": ("discharge_pressure", "flow")}
 _KEYS = {"machine", "start", "duration", "sensor", "offset", "rate"}
 
@@ -44,8 +51,9 @@ class FaultSpec:
     @classmethod
     def parse(cls, text: str) -> FaultSpec:
         kind, _, rest = text.strip().partition(":")
-        if kind not in FAULT_KINDS:
-            raise GatewayError(f"fault {text!r}: unknown kind {kind!r} (known: {', '.join(FAULT_KINDS)})")
+        if kind not in FAULT_KINDS + CHANGES:
+            raise GatewayError(f"fault {text!r}: unknown kind {kind!r} "
+                               f"(known: {', '.join(FAULT_KINDS + CHANGES)})")
         values: dict[str, Any] = {}
         for part in filter(None, (p.strip() for p in rest.split(","))):
             key, eq, value = part.partition("=")
@@ -107,6 +115,8 @@ class ActiveFault:
             params["offset"] = spec.offset if spec.offset is not None else default
         if spec.kind == "spikes":
             params["rate"] = spec.rate if spec.rate is not None else 0.02
+        if spec.kind == "recalibration":
+            params["offset"] = spec.offset if spec.offset is not None else 0.08
         rows = np.array([ids.index(s) for s in sensors])
         return cls(spec.kind, spec.start, spec.start + spec.duration, sensors, rows, params)
 
@@ -160,5 +170,7 @@ class ActiveFault:
             sign = np.where(rng.random(hit.shape) < 0.8, 1.0, -1.0)
             block = values[rows]
             values[rows] = np.where(hit, block + sign * size, block)
+        elif self.kind == "recalibration":
+            values[np.ix_(rows, on)] *= 1.0 + self.params["offset"]
         elif self.kind == "clock_skew":
             skew_us += (on * int(self.params["offset"] * 1_000_000)).astype(np.int64)
