@@ -11,7 +11,10 @@ Pipeline per reading row (one timestamp, several sensors of one machine):
    threshold is calibrated on the machine's own normal data.
 3. After warm-up: score, threshold with hysteresis, optionally keep learning (policy
    ``learn_after_warmup``): ``"never"`` (default; nothing can absorb a long fault),
-   ``"normal"`` (only rows judged normal) or ``"always"``.
+   ``"normal"`` (only rows judged normal) or ``"always"``. Only the models keep learning: the
+   threshold stays where the warm-up put it (in calibrated score units). Learning it from the
+   scores it accepted let it climb with a slow fault (a motor overheating over 1.5 h raised it
+   6x and was never reported), and learning only scores below its quantile made it sink.
 
 Episodes, not states: with a ``regime`` check (:class:`~anomaly.regime.RegimeCheck`), an
 episode that has lasted and settled at a new stable level (flat again, not still moving away
@@ -222,6 +225,16 @@ class MachineDetector:
         if self.multivariate is not None:
             self.multivariate.learn_one(s)
 
+    def _learn_around(self, s: dict[str, float], faulty: frozenset[str], thr: float, policy: str) -> None:
+        """While a sensor is stuck or missing its frozen or stale value is not normal data, and
+        the rows it makes anomalous are not the others' abnormal rows either: only the per-sensor
+        model learns, the other sensors, judged on their own scores."""
+        if self.univariate is None:
+            return
+        rest = {k: v for k, v in s.items() if k not in faulty}
+        if rest and (policy == "always" or self.univariate.score_one(rest) / self._scale_u <= thr):
+            self.univariate.learn_one(rest)
+
     def _calibrate(self) -> None:
         """End of warm-up: set score units and threshold from the buffered warm-up rows."""
         rows = self._buffer or []
@@ -363,11 +376,14 @@ class MachineDetector:
         on, changed = th.step(score)
         policy = self.learn_after_warmup
         learn = policy == "always" or (policy == "normal" and not on and score <= thr)
-        if learn:
+        faulty = watch.faulty_sensors if watch is not None and policy != "never" else frozenset()
+        if faulty:
+            learn = False
+            self._learn_around(s, faulty, thr, policy)
+        elif learn:
             if self._members is None:
                 self._members = list(s)
             self._learn(s)
-            th.learn(score)
         contrib = self._contrib(s) if (on or changed or self.contributions == "always") else {}
         alarms: tuple[SensorAlarm, ...] = ()
         if watch is not None:

@@ -98,6 +98,11 @@ class SensorWatch:
         """A stuck or dropout channel is on (as of the last row): its row is not normal data."""
         return any(on and check != "drift" for (check, _), on in self._on.items())
 
+    @property
+    def faulty_sensors(self) -> frozenset[str]:
+        """The sensors whose stuck or dropout channel is on (as of the last row)."""
+        return frozenset(s for (check, s), on in self._on.items() if on and check != "drift")
+
     def rebaseline(self, ts: int) -> list[SensorAlarm]:
         """The machine moved to a new operating point: the drift model starts again (it re-arms
         after ``arm_after`` learned rows); open drift channels close (returned)."""

@@ -143,10 +143,12 @@ def _rows(readings: list[dict]) -> list[tuple[int, dict[str, float]]]:
 SIM_SEED, SIM_HORIZON = 1, 6000.0
 SIM_FAULT = "overheating:machine=cnc-01,start=4200,duration=1800"
 # Measured (seeds 1-4, this scenario): the motor_temp drift event opens 270-360 s after the
-# fault starts (cooling fails over its first 540 s).
+# fault starts (cooling fails over its first 540 s); the machine model, seed 1: 181 s.
 SIM_MAX_DELAY_S = 600
-# Measured: 0.26 false-alarm episodes per machine-hour (anomaly.simeval, seeds 7-9), here 1-2
-# episodes (the conveyor's breaks) in ~4.7 healthy machine-hours; bound ~2.5x the mean rate.
+# Healthy machine time: the 3 healthy machines and the faulty one before its fault, ~6.2
+# machine-hours. Measured: 0.17 false-alarm episodes per machine-hour (anomaly.simeval, held-out
+# seeds 21-22, fixed threshold), here 2 (a conveyor break; the CNC's motor still warming up 53 min
+# after its cold start); bound ~2.5x the mean rate.
 SIM_MAX_HEALTHY_EPISODES = 3
 SIM_UPDATE_S = 60
 
@@ -187,18 +189,19 @@ def test_simulator_fault_detected_healthy_machines_quiet(settings: Settings) -> 
         by_machine.setdefault(e["machine"], []).append(e)
 
     [truth] = factory.ground_truth()
-    faulty = by_machine.get(truth.machine, [])
-    before = [e for e in faulty if e["window_start"] < truth.start_us]
-    assert before == []
+    faulty = [e for e in by_machine.get(truth.machine, []) if e["window_start"] >= truth.start_us]
+    before = {e["event_id"] for e in by_machine.get(truth.machine, []) if e["window_start"] < truth.start_us}
     first = faulty[0]
     delay_s = (first["window_start"] - truth.start_us) / 1e6
     assert 0 <= delay_s <= SIM_MAX_DELAY_S, delay_s
-    assert first["kind"] == "univariate" and first["model"] == "residualdrift"
-    assert [c["sensor"] for c in first["contributions"]] == ["motor_temp"]
-    assert first["contributions"][0]["sensor"] in truth.sensors
-    assert first["score"] > first["threshold"]
+    assert first["contributions"][0]["sensor"] == "motor_temp" and first["score"] > first["threshold"]
+    drift = next(e for e in faulty if e["kind"] == "univariate")  # the sensor's own channel names it too
+    assert drift["model"] == "residualdrift"
+    assert [c["sensor"] for c in drift["contributions"]] == ["motor_temp"]
+    assert 0 <= (drift["window_start"] - truth.start_us) / 1e6 <= SIM_MAX_DELAY_S
+    assert drift["contributions"][0]["sensor"] in truth.sensors
 
-    healthy = {e["event_id"] for e in got if e["machine"] != truth.machine}
+    healthy = {e["event_id"] for e in got if e["machine"] != truth.machine} | before
     assert len(healthy) <= SIM_MAX_HEALTHY_EPISODES, sorted(healthy)
 
     offline = sim_offline_events(settings)  # what is measured is what runs

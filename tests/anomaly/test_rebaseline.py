@@ -57,13 +57,15 @@ def test_a_level_shift_is_one_episode_that_closes_with_a_rebaseline() -> None:
 
 
 def test_a_developing_fault_never_settles_and_keeps_alarming() -> None:
-    """A frozen model (learns nothing after warm-up) alarms on the whole ramp; the regime check
-    must not turn that into a re-baseline, however long it lasts."""
-    det = _detector(learn="never")
+    """The ramp is never re-baselined, however long it lasts, and the threshold does not climb
+    with it: it was set at the end of warm-up (it used to learn every accepted score, so a slow
+    fault raised it 6x within 200 rows and was never reported)."""
+    det = _detector()
     verdicts = det.process_many(_rows(3000, seed=2, ramp_at=1000))
     assert not any(v.rebaseline for v in verdicts)
     first = next(i for i, v in enumerate(verdicts) if v.is_anomaly)
-    assert all(v.is_anomaly for v in verdicts[first + 20:])
+    assert 1000 < first < 1150 and all(v.is_anomaly for v in verdicts[first + 20:])
+    assert len({v.threshold for v in verdicts[300:]}) == 1
 
 
 def test_without_a_regime_check_the_frozen_model_alarms_for_ever() -> None:

@@ -59,8 +59,10 @@ def test_stuck_and_dropout_open_univariate_events_for_the_sensor() -> None:
     assert {s for t, _, s in opens if t >= 750} == {"current"}
     first = events[0]
     assert first["kind"] == "univariate" and first["event_id"] == f"t/s/m:stuck:univariate:vib:{first['ts']}"
-    closes = [e for e in events if e["ts"] != e["window_end"]]
+    closes = [e for e in events if e["ts"] != e["window_end"] and e["kind"] == "univariate"]
     assert {e["contributions"][0]["sensor"] for e in closes} == {"vib", "current"}  # both episodes ended
+    machine_level = [s for _, m, s in opens if m == "ewzscore+mahalanobis"]
+    assert set(machine_level) <= {"vib", "current"}  # the machine model, too, blames the faulty sensor
     # 'idle' is constant all along: constant is its normal, never "stuck"
     assert all(e["contributions"][0]["sensor"] != "idle" for e in events)
 
