@@ -3,8 +3,9 @@ PartitionStore: rule instances per sensor (per gateway for clock skew), each sen
 normal (for plain-words evidence), and the alert book.
 
 A stopped machine (its speed far below normal for ``STOPPED_READINGS`` readings in a row) and
-the ``SETTLE_US`` after it restarts are
-a mode of operation: the anomaly detector's findings then are not alerts (state-based alarm
+the ``SETTLE_US`` after it restarts are a mode of operation, and so is a temperature still
+warming up to its normal band after the stop (up to ``MAX_SETTLE_US`` after it; for that
+sensor only): the anomaly detector's findings then are not alerts (state-based alarm
 suppression, as ISA-18.2 calls it), and the normals do not learn from them. Limits, trends
 and sensor faults still alert. The store commits it in the
 same transaction as the alert revisions it produced and the input offsets, so redelivery
@@ -41,7 +42,11 @@ Specs = dict[str, dict[str, Any]]
 SPEED_UNITS = ("rpm", "1/min", "Hz")
 STOPPED_SHARE = 0.1  # a speed below this share of its normal means the machine is stopped...
 STOPPED_READINGS = 5  # ...when this many readings in a row say so (one spike is not a stop)
-SETTLE_US = 600_000_000  # after a stop, temperatures and loads need this long to settle
+SETTLE_US = 600_000_000  # after a stop, temperatures and loads need this long to settle...
+MAX_SETTLE_US = 2_700_000_000  # ...or, while a temperature is still warming up to normal, up to this
+TEMPERATURE_UNITS = ("degC", "°C", "K", "degF", "°F")
+COLD_SDS = 2.0  # a temperature this many normal sd below its normal mean is still warming up
+COLD_SETTLE_US = 300_000_000  # settling lasts this long after the last still-cold reading
 
 
 @dataclass(frozen=True)
@@ -65,12 +70,15 @@ class MachineState:
         self.units: dict[str, str] = {}
         self.stopped_until = 0  # sample time until which the machine counts as stopped or settling
         self.slow_readings = 0  # consecutive speed readings far below normal
+        self.settle_cap = 0  # sample time the settling after the last stop may last until
+        self.warming: dict[str, int] = {}  # temperature sensor -> sample time it counts as warming up until
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """State stored before per-gateway rules and baselines decodes with none (they start
         learning); its per-sensor clock-skew rules are dropped for one per gateway."""
         self.__dict__.update({"gateway_rules": {}, "gateway_sensors": {}, "baselines": {}, "units": {},
-                              "stopped_until": 0, "slow_readings": 0, **state})
+                              "stopped_until": 0, "slow_readings": 0, "settle_cap": 0, "warming": {},
+                              **state})
         self.reading_rules = {s: [r for r in rules if r.scope == "sensor"]
                               for s, rules in self.reading_rules.items()}
 
@@ -114,7 +122,12 @@ class MachineState:
                 self.slow_readings = self.slow_readings + 1 if slow else 0
                 if self.slow_readings >= STOPPED_READINGS:
                     self.stopped_until = max(self.stopped_until, r["ts"] + SETTLE_US)
-            if learn and not self.slow_readings and r["ts"] > self.stopped_until:  # not while stopping
+                    self.settle_cap = r["ts"] + MAX_SETTLE_US
+            elif (r["ts"] <= max(self.stopped_until, self.warming.get(sensor, 0))
+                  and r["ts"] < self.settle_cap and self._cold(sensor, r["value"], base)):
+                self.warming[sensor] = min(r["ts"] + COLD_SETTLE_US, self.settle_cap)
+            settled = r["ts"] > self.stopped_until and r["ts"] > self.warming.get(sensor, 0)
+            if learn and not self.slow_readings and settled:  # not while stopping or settling
                 base.learn(r["value"])
         return self._apply(findings, now, policy)
 
@@ -130,7 +143,8 @@ class MachineState:
         if rule is None:
             rule = self.anomaly_rules[anomaly.sensor] = rules.anomaly_rule.clone()
         found = rule.update(anomaly)
-        if anomaly.ts <= self.stopped_until and anomaly.model not in SENSOR_FAULT_MODELS:
+        settling = anomaly.ts <= self.stopped_until or anomaly.ts <= self.warming.get(anomaly.sensor, 0)
+        if settling and anomaly.model not in SENSOR_FAULT_MODELS:
             return []  # a stopped or restarting machine is a mode of operation, not a fault
         return self._apply(found, now, policy)
 
@@ -162,6 +176,11 @@ class MachineState:
         if not (unit in SPEED_UNITS or sensor == "speed") or not base.ready or base.mean <= 0:
             return None
         return value < STOPPED_SHARE * base.mean
+
+    def _cold(self, sensor: str, value: float, base: Baseline) -> bool:
+        """A temperature still below its running normal band (warming up after a stop)."""
+        return (self.units.get(sensor, "") in TEMPERATURE_UNITS and base.ready
+                and value < base.mean - COLD_SDS * base.sd)
 
     def _silence(self, silent: list[Finding]) -> Finding:
         """The no-data findings of a machine's sensors as one: the machine (or its gateway)

@@ -5,6 +5,7 @@ old state decoding, and the demo's faults through the anomaly and maintenance pr
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +17,7 @@ from replay_support import message, run
 from anomaly.processor import AnomalyProcessor
 from anomaly.simfeed import tag_maps, to_reading_batch
 from maintenance.lifecycle import AlertBook, Policy
-from maintenance.machine import MachineState, RuleSet, state_codec
+from maintenance.machine import MAX_SETTLE_US, MachineState, RuleSet, state_codec
 from maintenance.processor import MaintenanceProcessor
 from maintenance.rules import ClockSkew, Finding, LimitRule, NoData, PersistentAnomaly
 from maintenance.service import policy_from, rules_from
@@ -301,3 +302,64 @@ def test_a_rebaseline_event_is_a_note_on_the_condition_alert_not_another_anomaly
     assert resolved and resolved[-1]["state"] == "resolved"
     quiet = MachineState("t", "s", "m", 0)  # without an open alert there is nothing to say
     assert quiet.on_anomaly(rebase, rules, 300 * S, POLICY) == []
+
+
+def test_a_temperature_still_warming_up_after_a_stop_is_not_an_anomaly_alert() -> None:
+    """After a 5-min stop a bearing takes ~30 min to warm up again: its 'below normal' anomalies are
+    the machine settling, not a fault, for as long as it is still below its normal band (at most
+    MAX_SETTLE_US after the stop). Anomalies of another sensor (a hot motor) still alert, and so
+    does the bearing once it is back in its band."""
+    specs = {**SPECS, "motor_temp": {"unit": "degC"}}
+    rules = RuleSet(reading_rules=(LimitRule(),), anomaly_rule=PersistentAnomaly())
+    state = MachineState("t", "s", "m", 0)
+    for t in range(0, 3600, 5):  # an hour of normal running: the normals are learned
+        state.on_readings(batch(t, {"speed": 1470.0, "bearing_temp": 48.0 + 0.3 * ((t // 5) % 3 - 1),
+                                    "motor_temp": 60.0}), specs, rules, t * S, POLICY)
+    for t in range(3600, 3900, 5):  # a 5-min stop: the bearing cools
+        state.on_readings(batch(t, {"speed": 0.0, "bearing_temp": 40.0, "motor_temp": 55.0}), specs, rules,
+                          t * S, POLICY)
+
+    def warming(t: int) -> float:
+        return 48.0 - 8.0 * math.exp(-(t - 3900) / 600)  # back within 2 sd of normal after ~28 min
+
+    def events(sensor: str, value: float, t0: int) -> list[dict[str, Any]]:
+        out = []
+        for i in range(4):
+            t = t0 + 60 * i
+            state.on_readings(batch(t, {"speed": 1470.0, "bearing_temp": warming(t), "motor_temp": 60.0}),
+                              specs, rules, t * S, POLICY)
+            event = anomaly(0, sensor, value) | {"ts": t * S, "event_id": f"{sensor}{t0}"}
+            out += emitted(state.on_anomaly(event, rules, t * S, POLICY))
+        return out
+
+    for t in range(3900, 4800, 5):  # 15 min after the restart the bearing is still 1.8 degC cold
+        state.on_readings(batch(t, {"speed": 1470.0, "bearing_temp": warming(t), "motor_temp": 60.0}), specs,
+                          rules, t * S, POLICY)
+    assert events("bearing_temp", 46.0, 4800) == []  # settling: no alert
+    hot = events("motor_temp", 75.0, 5100)
+    assert [r["sensors"] for r in hot][:1] == [["motor_temp"]]  # another sensor's anomaly still alerts
+    for t in range(5340, 7800, 5):  # warm again, and 5 more minutes
+        state.on_readings(batch(t, {"speed": 1470.0, "bearing_temp": warming(t), "motor_temp": 60.0}), specs,
+                          rules, t * S, POLICY)
+    later = events("bearing_temp", 44.0, 7800)
+    assert later and "bearing_temp" in later[-1]["sensors"]  # a cold bearing now is news
+
+
+def test_settling_after_a_stop_ends_at_the_cap_even_if_a_temperature_stays_cold() -> None:
+    rules = RuleSet(reading_rules=(LimitRule(),), anomaly_rule=PersistentAnomaly())
+    state = MachineState("t", "s", "m", 0)
+    for t in range(0, 3600, 5):
+        state.on_readings(batch(t, {"speed": 1470.0, "bearing_temp": 48.0 + 0.3 * ((t // 5) % 3 - 1)}), SPECS,
+                          rules, t * S, POLICY)
+    for t in range(3600, 3900, 5):
+        state.on_readings(batch(t, {"speed": 0.0, "bearing_temp": 40.0}), SPECS, rules, t * S, POLICY)
+    end = 3900 + MAX_SETTLE_US // S
+    for t in range(3900, end + 120, 5):  # it never warms up (a heater, a sensor off its mount)
+        state.on_readings(batch(t, {"speed": 1470.0, "bearing_temp": 40.0}), SPECS, rules, t * S, POLICY)
+    assert state.warming["bearing_temp"] <= (3600 + 300 - 5) * S + MAX_SETTLE_US
+    got = []
+    for i in range(4):
+        t = end + 120 + 60 * i
+        event = anomaly(0, "bearing_temp", 40.0) | {"ts": t * S}
+        got += emitted(state.on_anomaly(event, rules, t * S, POLICY))
+    assert got and got[-1]["sensors"] == ["bearing_temp"]
