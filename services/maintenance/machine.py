@@ -162,8 +162,11 @@ class MachineState:
         emission = self.book.command(cmd, now)
         return [emission] if emission else []
 
-    def tick(self, now: int, policy: Policy) -> list[Emission]:
-        findings = [f for rules in self.reading_rules.values() for rule in rules for f in rule.check(now)]
+    def tick(self, now: int, policy: Policy, since: int = 0) -> list[Emission]:
+        """Time-driven findings and alert updates; ``since``: when the service began listening
+        to this machine's partition (a silence is counted from then at the latest)."""
+        findings = [f for rules in self.reading_rules.values() for rule in rules
+                    for f in rule.check(now, since)]
         silent = [f for f in findings if f.rule == "no_data"]
         if silent:
             findings = [f for f in findings if f.rule != "no_data"] + [self._silence(silent)]

@@ -85,6 +85,7 @@ class MaintenanceProcessor(Processor):
         self.machines: PartitionStore[MachineState] = PartitionStore(
             settings, MAINTENANCE_MACHINES, self._encode, self._decode, name="maintenance.machines")
         self.stores = (self.machines,)
+        self._listening_since: dict[int, int] = {}  # input partition -> wall clock it was assigned at
 
     # inputs ------------------------------------------------------------------------------------
     def process(self, messages: Sequence[Message]) -> list[Output]:
@@ -143,8 +144,15 @@ class MaintenanceProcessor(Processor):
         outs.extend(self._publish(key, emissions))
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
+        now = now_us()
+        for p in {p.partition for p in partitions} - set(self._listening_since):
+            self._listening_since[p] = now  # silences before this were not heard by this copy
         log.info("ready", extra={"partitions": sorted({p.partition for p in partitions}),
                                  "machines": len(self.machines)})
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        for p in partitions:
+            self._listening_since.pop(p.partition, None)
 
     # timers ------------------------------------------------------------------------------------
     def tick(self, now: int) -> list[Output]:
@@ -156,7 +164,7 @@ class MaintenanceProcessor(Processor):
                 if state is None:
                     continue
                 before = len(state.book.alerts)
-                emissions = state.tick(now, self.policy)
+                emissions = state.tick(now, self.policy, self._listening_since.get(partition, 0))
                 if emissions or len(state.book.alerts) != before:
                     store.put(partition, key, state)
                     outs.extend(self._publish(key, emissions))

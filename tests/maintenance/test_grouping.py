@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import TopicPartition
 from opentelemetry import trace
 from replay_support import message, run
 
@@ -25,7 +27,7 @@ from plantstream.assets import AssetRegistry
 from plantstream.avro import AvroCodec
 from plantstream.gateway.simulator import Factory
 from plantstream.settings import Settings
-from plantstream.topics import ANOMALIES, READINGS_VALID, machine_key
+from plantstream.topics import ALERTS, ANOMALIES, READINGS_VALID, machine_key
 
 S = 1_000_000
 POLICY = Policy(quiet_s=3600, update_every_s=60, calm_s=900)
@@ -363,3 +365,35 @@ def test_settling_after_a_stop_ends_at_the_cap_even_if_a_temperature_stays_cold(
         event = anomaly(0, "bearing_temp", 40.0) | {"ts": t * S}
         got += emitted(state.on_anomaly(event, rules, t * S, POLICY))
     assert got and got[-1]["sensors"] == ["bearing_temp"]
+
+
+def test_a_silence_while_maintenance_was_not_running_is_not_a_no_data_alert() -> None:
+    """The platform was stopped for an hour (``make down``, an upgrade): maintenance comes back
+    with the machines' states and a last reading an hour old. The silence it did not hear is
+    not held against the gateways; one that begins after it started listening still is."""
+    f = Factory.build(machines=1, seed=3, horizon=60.0, interval=5.0, warm_start=True,
+                      start_us=1_790_000_000_000_000)
+    registry, maps = AssetRegistry(f.assets()), tag_maps(f.assets())
+    now_ms = int(time.time() * 1000)
+    hour_ago = now_ms - 3_600_000
+    topic = READINGS_VALID.physical(SETTINGS)
+    msgs = []
+    for b, _ in f.timed_batches(60.0, batch_size=100):
+        mid = (b["tenant"], b["site"], b["machine"])
+        rec = to_reading_batch(b, maps[mid], hour_ago * 1000)
+        value = CODEC.encode("reading_batch", rec)
+        msgs.append(message(topic, 0, len(msgs), machine_key(*mid), value, hour_ago))
+
+    def no_data(outs: list) -> list[dict]:
+        alerts = [CODEC.decode(o.value, "alert_event") for o in outs if o.topic == ALERTS.physical(SETTINGS)]
+        return [a for a in alerts if a["rule"] == "no_data"]
+
+    before = MaintenanceProcessor(SETTINGS, registry, trace.get_tracer("t"))  # no assignment: wall clock
+    before.process(msgs)
+    assert no_data(before.tick(now_ms * 1000))  # the behaviour being fixed: an hour of "silence"
+    proc = MaintenanceProcessor(SETTINGS, registry, trace.get_tracer("t"))
+    proc.assigned([TopicPartition(topic, 0)])
+    proc.process(msgs)
+    assert no_data(proc.tick(now_ms * 1000 + 60_000_000)) == []
+    later = no_data(proc.tick(now_ms * 1000 + 16 * 60_000_000))  # silent since it started listening
+    assert later and "silent for 16 min" in later[0]["title"]

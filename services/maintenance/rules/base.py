@@ -87,8 +87,10 @@ class AlertRule:
         """Learn from one observation; return the findings it triggers (usually none)."""
         raise NotImplementedError
 
-    def check(self, now: int) -> list[Finding]:
-        """Findings due to the passage of time alone (wall clock ``now``, microseconds)."""
+    def check(self, now: int, since: int = 0) -> list[Finding]:
+        """Findings due to the passage of time alone (wall clock ``now``, microseconds);
+        ``since``: the service has been listening since then (what happened while it was not
+        running, e.g. a silence, is not held against the machine)."""
         return []
 
     def _get_params(self) -> dict[str, Any]:

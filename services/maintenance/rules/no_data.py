@@ -8,8 +8,10 @@ from maintenance.words import duration, sensor_name
 
 class NoData(AlertRule):
     """Finds a condition when no reading of a sensor that has reported before arrived for
-    ``max_silence_s`` seconds of wall-clock time (``0`` turns the rule off). The service
-    merges the findings of a machine's silent sensors into one alert (maintenance.problems).
+    ``max_silence_s`` seconds of wall-clock time (``0`` turns the rule off), counted from
+    when the service began listening at the latest (a platform stopped for an hour did not hear
+    an hour of silence). The service merges the findings of a machine's silent sensors into one
+    alert (maintenance.problems).
 
     >>> rule = NoData(max_silence_s=60)
     >>> rule.check(now=10**9)  # never reported: nothing to miss
@@ -20,6 +22,8 @@ class NoData(AlertRule):
     []
     >>> [f.evidence["silence_s"] for f in rule.check(now=10**9 + 90_000_000)]
     [90.0]
+    >>> rule.check(now=10**9 + 90_000_000, since=10**9 + 60_000_000)  # restarted 30 s ago
+    []
     """
 
     name = "no_data"
@@ -37,10 +41,10 @@ class NoData(AlertRule):
             self._last_ts = max(self._last_ts, obs.ts)
         return []
 
-    def check(self, now: int) -> list[Finding]:
+    def check(self, now: int, since: int = 0) -> list[Finding]:
         if not self.max_silence_s or not self._last_arrival:
             return []
-        silence = (now - self._last_arrival) / 1e6
+        silence = (now - max(self._last_arrival, since)) / 1e6
         if silence <= self.max_silence_s:
             return []
         title = f"{sensor_name(self._sensor)}: no data for {duration(silence)}"
