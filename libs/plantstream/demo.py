@@ -13,7 +13,7 @@ from typing import Any
 from plantstream.assets import publish_assets
 from plantstream.errors import PlantstreamError
 from plantstream.gateway.sender import SendReport, send_batches
-from plantstream.gateway.simulator import DEFAULT_TENANT, Factory
+from plantstream.gateway.simulator import DEFAULT_SITE, DEFAULT_TENANT, Factory
 from plantstream.gateway.truth import FaultWindow
 from plantstream.kafka import check_broker, create_topics
 from plantstream.kafkaauth import add_gateway, secured
@@ -30,8 +30,10 @@ class DemoRun:
 
     report: SendReport
     truth: list[FaultWindow]
-    started_us: int
+    started_us: int  # the factory's first sample time
     summary: dict[str, Any] = field(default_factory=dict)
+    wall_started_us: int = 0  # when this run began sending (alerts of earlier runs are older)
+    site: str = DEFAULT_SITE
 
 
 def start_stack(settings: Settings, echo: Echo) -> None:
@@ -82,6 +84,30 @@ def wait_for_members(settings: Settings, echo: Echo, timeout: float = 120.0) -> 
                            f"see logs in {settings.home / 'logs'}")
 
 
+def free_site(settings: Settings, start_us: int, tenant: str = DEFAULT_TENANT) -> str:
+    """The demo's site: ``plant-1``, or the first ``plant-N`` with no archived reading at or after
+    ``start_us``. A demo re-run within its hour of factory time would overlap the last run's
+    sample times, and validation rejects every reading at or before a sensor's last accepted
+    one (out_of_order): the new run's factory gets a site of its own instead."""
+    from plantstream.db.query import open_target, sql_str
+
+    target = open_target(settings)
+    try:
+        rows = target.arrow(f"SELECT site, max(ts) AS last FROM readings WHERE tenant = {sql_str(tenant)} "
+                            "GROUP BY site").to_pylist()
+    finally:
+        target.close()
+    busy = {r["site"] for r in rows if r["last"] is not None and _micros(r["last"]) >= start_us}
+    n = 1
+    while f"plant-{n}" in busy:
+        n += 1
+    return f"plant-{n}"
+
+
+def _micros(value: Any) -> int:
+    return int(value.timestamp() * 1_000_000) if hasattr(value, "timestamp") else int(value)
+
+
 def sent_on_wall_clock(timed: Iterable[tuple[dict[str, Any], float]], start_us: int,
                        speedup: float) -> Iterator[tuple[dict[str, Any], float]]:
     """Pace factory batches ``speedup`` times faster than factory time, stamping each batch's
@@ -101,11 +127,15 @@ def simulate(settings: Settings, echo: Echo, *, machines: int, faulty: int, seco
     second on its own clock, so a minute shows an hour or more of factory life: enough for
     faults to develop, detectors to warm up and trends to form. The factory's clock ends at
     now, so every reading carries a realistic time stamp."""
+    wall_started_us = int(time.time() * 1e6)
     probe = Factory.build(machines=machines, seed=seed)
     speedup = max(rate / probe.sensors, 1.0)  # factory seconds per wall second
     horizon = seconds * speedup
+    site = free_site(settings, wall_started_us - int(horizon * 1e6))
+    if site != DEFAULT_SITE:
+        echo(f"demo: an earlier run's readings overlap this run's factory time; this one is site {site}")
     factory = Factory.build(machines=machines, seed=seed, faulty=faulty, horizon=horizon, interval=1.0,
-                            warm_start=True)
+                            warm_start=True, site=site)
     publish_assets(settings, factory.assets())
     echo(f"assets: {machines} machines published; {horizon / 60:.0f} min of factory time in {seconds:.0f} s; "
          "faults injected: " + ", ".join(f"{w.machine} {w.kind}" for w in factory.ground_truth()))
@@ -115,7 +145,8 @@ def simulate(settings: Settings, echo: Echo, *, machines: int, faulty: int, seco
     report = send_batches(gateway, paced, progress=lambda r: echo(f"gateway: {r.line()}"),
                           progress_every=10.0)
     echo(f"gateway: done, {report.line()}")
-    return DemoRun(report, factory.ground_truth(), factory.start_us)
+    return DemoRun(report, factory.ground_truth(), factory.start_us, wall_started_us=wall_started_us,
+                   site=site)
 
 
 def drain(settings: Settings, echo: Echo, timeout: float = 180.0) -> None:
@@ -135,22 +166,25 @@ def drain(settings: Settings, echo: Echo, timeout: float = 180.0) -> None:
     raise PlantstreamError(f"pipeline still lagging after {timeout:.0f}s: see `plantstream status`")
 
 
+# Every query is about this run's site (a re-run of the demo gets a site of its own, see free_site).
 SUMMARY_QUERIES: dict[str, str] = {
     "rows": """
-        SELECT 'readings' AS table, count() AS rows FROM readings
-        UNION ALL SELECT 'rejected', count() FROM rejected
-        UNION ALL SELECT 'anomalies', count() FROM anomalies
-        UNION ALL SELECT 'alerts (revisions)', count() FROM alerts
-        UNION ALL SELECT 'notifications', count() FROM notifications""",
+        SELECT 'readings' AS table, count() AS rows FROM readings WHERE site = {site}
+        UNION ALL SELECT 'rejected', count() FROM rejected WHERE site = {site}
+        UNION ALL SELECT 'anomalies', count() FROM anomalies WHERE site = {site}
+        UNION ALL SELECT 'alerts (revisions)', count() FROM alerts WHERE site = {site}
+        UNION ALL SELECT 'notifications', count() FROM notifications WHERE site = {site}""",
     "dead_letters": """
-        SELECT stage, reason, count() AS records FROM rejected
+        SELECT stage, reason, count() AS records FROM rejected WHERE site = {site}
         GROUP BY stage, reason ORDER BY records DESC""",
     "anomalies": """
         SELECT machine, count() AS events, round(max(score), 2) AS max_score,
                arrayStringConcat(arraySlice(topKArray(3)(sensors), 1, 3), ',') AS top_sensors
-        FROM anomalies GROUP BY machine ORDER BY events DESC""",
-    # One row per alert (one per machine problem); the evidence shown is the headline's (keys
-    # without a dot): every sensor's numbers (``<sensor>.<rule>.<name>``) are on the board.
+        FROM anomalies WHERE site = {site} GROUP BY machine ORDER BY events DESC""",
+    # One row per alert (one per machine problem) revised during this run (a re-run of the demo
+    # keeps the archive: earlier runs' alerts are left out); the evidence shown is the
+    # headline's (keys without a dot): every sensor's numbers (``<sensor>.<rule>.<name>``) are
+    # on the board.
     "alerts": """
         SELECT alert_id, argMax(severity, revision) AS severity, argMax(state, revision) AS state,
                max(occurrences) AS occurrences,
@@ -160,7 +194,8 @@ SUMMARY_QUERIES: dict[str, str] = {
                    mapKeys(mapFilter((k, v) -> position(k, '.') = 0, argMax(evidence, revision))),
                    mapValues(mapFilter((k, v) -> position(k, '.') = 0, argMax(evidence, revision)))), ' ')
                    AS evidence
-        FROM alerts GROUP BY alert_id ORDER BY severity DESC, alert_id""",
+        FROM alerts WHERE site = {site} GROUP BY alert_id
+        HAVING max(updated_at) >= fromUnixTimestamp64Micro({wall}) ORDER BY severity DESC, alert_id""",
     # Platform latency: accepted by ingest -> row in ClickHouse (through validation and
     # archival). Sample times are on the factory's compressed clock, so they are not used.
     "latency": """
@@ -168,19 +203,20 @@ SUMMARY_QUERIES: dict[str, str] = {
                round(quantile(0.5)(dateDiff('millisecond', ingest_time, archived_at)) / 1000, 3) AS p50_s,
                round(quantile(0.9)(dateDiff('millisecond', ingest_time, archived_at)) / 1000, 3) AS p90_s,
                round(quantile(0.99)(dateDiff('millisecond', ingest_time, archived_at)) / 1000, 3) AS p99_s
-        FROM readings WHERE ts >= fromUnixTimestamp64Micro({since})""",
+        FROM readings WHERE site = {site} AND ts >= fromUnixTimestamp64Micro({since})""",
 }
 
 
 def summarize(settings: Settings, run: DemoRun) -> dict[str, list[dict[str, Any]]]:
     """Run the summary queries where analysts would (plantstream sql's path)."""
-    from plantstream.db.query import open_target
+    from plantstream.db.query import open_target, sql_str
 
     target = open_target(settings)
     try:
         out = {}
         for name, sql in SUMMARY_QUERIES.items():
-            out[name] = target.arrow(sql.format(since=run.started_us)).to_pylist()
+            sql = sql.format(since=run.started_us, wall=run.wall_started_us, site=sql_str(run.site))
+            out[name] = target.arrow(sql).to_pylist()
         return out
     finally:
         target.close()

@@ -15,7 +15,7 @@ from typing import Any
 
 from plantstream.avro import AvroCodec
 from plantstream.db.clickhouse import embedded_path
-from plantstream.db.query import QueryTarget, find_endpoint, open_target
+from plantstream.db.query import QueryTarget, find_endpoint, open_target, sql_str
 from plantstream.errors import DecodeError, PlantstreamError
 from plantstream.settings import Settings
 
@@ -29,15 +29,6 @@ TIME_FIELDS = ("first_seen", "last_seen", "silenced_until", "updated_at")
 
 class ArchiveUnavailable(PlantstreamError):
     """The archive cannot be reached right now (archival stopped, server down)."""
-
-
-def sql_str(value: str) -> str:
-    """A ClickHouse string literal: backslashes and quotes escaped, so any id is just data.
-
-    >>> sql_str("it's")
-    "'it\\\\'s'"
-    """
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _between(start_us: int, end_us: int) -> str:

@@ -43,6 +43,15 @@ MIN_TOKEN_CHARS = 16
 __all__ = ["QueryFailed", "QueryRefused", "Scope", "open_target", "scope_for_token"]
 
 
+def sql_str(value: str) -> str:
+    """A ClickHouse string literal: backslashes and quotes escaped, so any id is just data.
+
+    >>> sql_str("it's")
+    "'it\\\\'s'"
+    """
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def port_file(settings: Settings) -> Path:
     return settings.home / "run" / "archival-query.port"
 
