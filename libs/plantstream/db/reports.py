@@ -36,6 +36,10 @@ def parse_time(text: str) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+# A re-baseline event says the machine's normal moved; it is not an anomaly to count or rank.
+NOT_REBASELINE = "kind != 'rebaseline'"
+
+
 def _where(*conditions: str | None) -> str:
     kept = [c for c in conditions if c]
     return ("WHERE " + " AND ".join(kept)) if kept else ""
@@ -63,7 +67,8 @@ WITH
                uniqExactIf(sensor, hour >= toStartOfHour({since})) AS sensors
         FROM readings_1h {_where(_tenant(tenant))} GROUP BY tenant, site, machine),
   a AS (SELECT tenant, site, machine, count() AS anomalies, max(score) AS max_score
-        FROM anomalies {_where(_tenant(tenant), f"ts >= {since}")} GROUP BY tenant, site, machine),
+        FROM anomalies {_where(_tenant(tenant), f"ts >= {since}", NOT_REBASELINE)}
+        GROUP BY tenant, site, machine),
   s AS (SELECT tenant, site, machine, countIf(current_state != 'resolved') AS open_alerts,
                countIf(current_state != 'resolved' AND current_severity = 'critical') AS critical_open
         FROM (SELECT alert_id, tenant, site, machine,  -- one machine per alert id: grouped, not any()
@@ -86,7 +91,7 @@ def anomalous_sensors(tenant: str | None = None, hours: int = 168, limit: int = 
 SELECT tenant, site, machine, sensor, count() AS events, round(sum(share), 2) AS score_share,
        round(max(score), 3) AS max_score, max(ts) AS last_event
 FROM anomalies ARRAY JOIN sensors AS sensor, shares AS share
-{_where(_tenant(tenant), f"ts >= now() - INTERVAL {h} HOUR")}
+{_where(_tenant(tenant), f"ts >= now() - INTERVAL {h} HOUR", NOT_REBASELINE)}
 GROUP BY tenant, site, machine, sensor
 ORDER BY score_share DESC, events DESC
 LIMIT {max(1, int(limit))}"""
