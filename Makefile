@@ -84,7 +84,7 @@ $(TOXIPROXY):
 
 toxiproxy-install: $(TOXIPROXY) ## build Toxiproxy (make faults needs it)
 
-faults: install $(TOXIPROXY) ## the fault-injection runs (broker restart, down/up, a frozen copy, a leader broker killed on a 3-broker cluster, network faults through Toxiproxy), then each service's recovery time after a SIGKILL under load
+faults: install $(TOXIPROXY) ## the fault-injection runs (broker restart, down/up, a frozen copy, a leader broker killed on a 3-broker cluster, network faults through Toxiproxy, copies frozen at each transaction step), then each service's recovery time after a SIGKILL under load
 	mkdir -p bench/results && rm -f bench/results/faults.jsonl
 	PLANTSTREAM_FAULT_REPORT=$(CURDIR)/bench/results/faults.jsonl $(PY) -m pytest -q -ra -m faults; \
 	  rc=$$?; $(PY) bench/fault_report.py bench/results/faults.jsonl; exit $$rc

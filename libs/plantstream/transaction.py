@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from plantstream import faultpoint
 from plantstream.errors import PlantstreamError
 from plantstream.kafka import Output, next_offsets
 from plantstream.txnguard import send_offsets
@@ -114,9 +115,12 @@ def _run_transaction(producer: Producer, consumer: Consumer, outputs: list[Outpu
             producer.begin_transaction()
             for out in outputs:
                 _produce(producer, out, delivered)
+            faultpoint.reached("before_offsets")
             if offsets:
                 send_offsets(producer, offsets, consumer.consumer_group_metadata(), 10)
+            faultpoint.reached("before_commit")
             _commit_retrying(producer)
+            faultpoint.reached("after_commit")
             return TransactionResult(Outcome.COMMITTED)
         except KafkaException as exc:
             err = exc.args[0]

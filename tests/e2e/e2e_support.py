@@ -57,9 +57,9 @@ class Stack:
         self.env = {**env, **SERVICE_ENV}
         self.restarted: list[str] = []
 
-    def start(self, *names: str, copy: int = 0) -> None:
+    def start(self, *names: str, copy: int = 0, env: dict[str, str] | None = None) -> None:
         for name in names or SERVICES:
-            start(self.settings, name, copy=copy, env=self.env)
+            start(self.settings, name, copy=copy, env=self.env if env is None else env)
 
     def pid(self, name: str, copy: int | None = None) -> int:
         pids = [p.pid for p in status(self.settings)
@@ -76,6 +76,20 @@ class Stack:
             time.sleep(seconds)
         finally:
             os.kill(pid, signal.SIGCONT)
+
+    def wait_stopped(self, name: str, copy: int, timeout: float = 60.0) -> int:
+        """Until the copy has stopped itself (state ``T`` in /proc: a fault point was reached);
+        returns its pid."""
+        pid = self.pid(name, copy)
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(f"/proc/{pid}/stat") as f:  # "pid (comm) state ...": comm may hold spaces
+                state = f.read().rpartition(")")[2].split()[0]
+            if state in ("T", "t"):
+                return pid
+            self.assert_alive(f"waiting for {name} copy {copy} to reach its fault point")
+            assert time.monotonic() < deadline, f"{name} copy {copy} never stopped\n{self.tails([name])}"
+            time.sleep(0.1)
 
     def wait_members(self, names: tuple[str, ...], members: int, timeout: float = 60.0) -> None:
         """Until each group in ``names`` has ``members`` members."""
