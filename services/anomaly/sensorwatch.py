@@ -19,7 +19,7 @@ minutes, hourly breaks), so it is *armed* only after ``arm_after`` learned rows;
 it learns from every row (its own warm-up: what happens then is normal), after that only
 from rows the machine judges normal while every sensor's drift score is below
 ``learn_below`` (so a slow fault is not learned as normal). The drift model learns nothing
-while a sensor is stuck or missing (:attr:`SensorWatch.sensor_fault`): a transmitter frozen
+while a sensor is stuck or missing (:attr:`SensorWatch.faulty_sensors`): a transmitter frozen
 for hours would otherwise become its normal, and its recovery a false alarm. (The machine
 model keeps its own policy: its recent-level trackers must follow the running machine.)
 """
@@ -94,13 +94,9 @@ class SensorWatch:
                            self.lead, self.holdoff, self.arm_after, self.model_version)
 
     @property
-    def sensor_fault(self) -> bool:
-        """A stuck or dropout channel is on (as of the last row): its row is not normal data."""
-        return any(on and check != "drift" for (check, _), on in self._on.items())
-
-    @property
     def faulty_sensors(self) -> frozenset[str]:
-        """The sensors whose stuck or dropout channel is on (as of the last row)."""
+        """The sensors whose stuck or dropout channel is on (as of the last row): their values
+        are not normal data."""
         return frozenset(s for (check, s), on in self._on.items() if on and check != "drift")
 
     def rebaseline(self, ts: int) -> list[SensorAlarm]:
@@ -155,7 +151,7 @@ class SensorWatch:
             if on:
                 self._drift_owner = owner = (sensor, self.rows)
                 held = True
-        if self.sensor_fault:
+        if self.faulty_sensors:
             det.observe_one(s)
         elif not live or (learn and max(scores.values(), default=0.0) < self.learn_below):
             det.learn_one(s)
