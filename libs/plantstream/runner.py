@@ -37,6 +37,7 @@ from plantstream.transaction import (
     commit_positions,
     markers_passed,
     run_transaction,
+    stable_offsets,
 )
 from plantstream.txnguard import ProducerWedged, transactional_producer
 
@@ -230,9 +231,13 @@ def run_processor(
         gathering[:] = without(gathering, parts)
         _on_revoke(processor, parts)
 
+    def arrive(parts: list[TopicPartition]) -> None:
+        _on_assign(processor, consumer, parts)
+        assigned_at.append(time.monotonic())
+
     consumer.subscribe(
         topics,
-        on_assign=lambda _c, parts: (_on_assign(processor, parts), assigned_at.append(time.monotonic())),
+        on_assign=lambda _c, parts: arrive(parts),
         on_revoke=lambda _c, parts: leave(parts),
         on_lost=lambda _c, parts: leave(parts),
     )
@@ -332,19 +337,11 @@ def _after_fatal(exc: ProducerFailed, consumer: Consumer, processor: Processor, 
     owned = consumer.assignment()
     if processor.stores and owned:
         _on_revoke(processor, owned)
-        _on_assign(processor, owned)
+        _on_assign(processor, consumer, owned)
     if not msgs:
         return producer, []
-    parts = [TopicPartition(t, p) for t, p in sorted({(m.topic(), m.partition()) for m in msgs})]
-    for attempt in range(1, 6):  # the group coordinator may be moving (the broker that failed)
-        try:
-            committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(parts, timeout=30)}
-            break
-        except KafkaException as err:
-            if attempt == 5:
-                raise
-            log.warning("committed offsets not known yet; asking again", extra={"error": str(err)})
-            time.sleep(2.0 * attempt)
+    committed = stable_offsets(
+        consumer, [TopicPartition(t, p) for t, p in sorted({(m.topic(), m.partition()) for m in msgs})])
     left = [m for m in msgs if m.offset() >= committed.get((m.topic(), m.partition()), -1)]
     log.info("after the failed producer", extra={"committed": len(msgs) - len(left), "carried": len(left)})
     return producer, left
@@ -456,8 +453,12 @@ def _aborted(processor: Processor) -> None:
     processor.aborted()
 
 
-def _on_assign(processor: Processor, parts: list[TopicPartition]) -> None:
+def _on_assign(processor: Processor, consumer: Consumer, parts: list[TopicPartition]) -> None:
+    """Restore the stores' state of ``parts``, after their committed offsets are stable (see
+    :func:`~plantstream.transaction.stable_offsets`: the changelog is final only then)."""
     log.info("partitions assigned", extra={"partitions": [f"{p.topic}[{p.partition}]" for p in parts]})
+    if processor.stores and parts:
+        stable_offsets(consumer, parts)
     numbers = sorted({p.partition for p in parts})
     for st in processor.stores:
         st.assign([n for n in numbers if not st.owns(n)])

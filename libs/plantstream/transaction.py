@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from plantstream import faultpoint
-from plantstream.errors import PlantstreamError
+from plantstream.errors import BrokerUnavailable, PlantstreamError
 from plantstream.kafka import Output, next_offsets
 from plantstream.txnguard import send_offsets
 
@@ -81,6 +81,38 @@ def markers_passed(consumer: Consumer) -> dict[tuple[str, int], int]:
         return {}
     return {(pos.topic, pos.partition): pos.offset for pos, done in zip(positions, committed, strict=True)
             if pos.error is None and pos.offset >= 0 and pos.offset > max(done.offset, 0)}
+
+
+STABLE_WAIT_S = 120.0  # a previous owner's open transaction ends within transaction.timeout.ms + ~10 s
+
+
+def stable_offsets(consumer: Consumer, parts: Sequence[TopicPartition],
+                   timeout: float = STABLE_WAIT_S) -> dict[tuple[str, int], int]:
+    """The group's committed offsets of ``parts`` once no transaction holds them open.
+
+    A ``read_committed`` consumer asks for *stable* offsets (KIP-447): while a previous owner's
+    transaction that already sent offsets for these partitions is still open (a copy frozen
+    between ``send_offsets_to_transaction`` and ``commit_transaction``), librdkafka's
+    ``committed()`` waits and times out. Once it answers, that transaction has committed or
+    aborted, so its changelog records are final too: state must be restored *after* this,
+    never before (the frozen-copy fault trial: a new owner that restored first missed the
+    zombie's last changelog records, which were still in its client when it froze, then
+    resumed from the zombie's committed offsets with the older state)."""
+    if not parts:
+        return {}
+    query = [TopicPartition(tp.topic, tp.partition) for tp in parts]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(query, timeout=5)}
+        except KafkaException as exc:  # _TIMED_OUT while unstable; the coordinator may be moving
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"the group's committed offsets of {len(query)} partitions were not "
+                                        f"stable within {timeout:.0f}s ({exc.args[0].str()}); is the "
+                                        "broker healthy?") from exc
+            log.warning("committed offsets not stable yet (a previous owner's transaction is open); waiting",
+                        extra={"error": exc.args[0].str(), "partitions": len(query)})
+            time.sleep(0.5)
 
 
 class ProducerFailed(PlantstreamError):

@@ -2,9 +2,10 @@
 then thawed: outputs produced but offsets not sent, offsets sent but not committed, just
 committed. Ingest, validation and anomaly have a second copy that takes their partitions
 meanwhile; maintenance has none (its partitions wait). The frozen copies come back as
-zombies in the middle of their transaction; KIP-447 fencing (the group generation sent with
-the offsets) must make a zombie's late commit fail rather than double what the new owner
-wrote. Afterwards the same checks as the crash tests: every reading archived exactly once,
+zombies in the middle of their transaction. A zombie that had not sent its offsets is fenced
+(KIP-447: the group generation sent with them is stale) and aborts; one that had sent them
+may still commit, and the new owner must wait for that (stable offsets) before restoring its
+state, or it resumes from the zombie's offsets with the state from before them. Afterwards the same checks as the crash tests: every reading archived exactly once,
 rollups equal raw counts, anomalies and alerts as the no-fault reference, every group at the
 log end."""
 
@@ -35,20 +36,9 @@ TRANSACTIONAL = ("ingest", "validation", "anomaly", "maintenance")
 SECOND_COPY = ("ingest", "validation", "anomaly")  # a frozen one-copy ingest would stop the stream
 
 
-# Open (issue 11): frozen after sending its offsets and before committing, then thawed: every
-# reading is still archived exactly once, but the anomaly events that follow
-# the takeover differ from the no-fault reference (2 of 2 runs: an episode's periodic updates
-# 20 s apart from the reference's, one extra machine-level episode), so the state the new owner
-# of a partition resumed with and the offsets it resumed from disagree. Not diagnosed yet.
-# strict: once it passes, this mark must go.
-ZOMBIE_COMMITS = pytest.mark.xfail(strict=True, reason="state and offsets disagree after a zombie's late "
-                                   "commit (issue 11, not diagnosed)")
-
-
 @pytest.mark.faults
 @pytest.mark.matrix
-@pytest.mark.parametrize("step", [s if s != "before_commit" else pytest.param(s, marks=ZOMBIE_COMMITS)
-                                  for s in STEPS])
+@pytest.mark.parametrize("step", STEPS)
 def test_a_copy_frozen_at_each_transaction_step_is_fenced_and_nothing_is_lost_or_doubled(
         settings: Settings, service_env: dict[str, str], broker: Broker, step: str) -> None:
     frozen_s = settings.group_session_seconds + 3
