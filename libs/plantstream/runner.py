@@ -35,6 +35,7 @@ from plantstream.transaction import (
     ProducerFailed,
     TransactionResult,
     commit_positions,
+    fencing_offsets,
     markers_passed,
     run_transaction,
     stable_offsets,
@@ -390,7 +391,14 @@ def _transaction(producer: Producer, consumer: Consumer, processor: Processor, m
     outputs = outputs + [out for st in processor.stores for out in st.changelog()]
     if not msgs and not outputs:
         return TransactionResult(Outcome.COMMITTED)
-    offsets = commit_positions(consumer, msgs) if to_position else next_offsets(msgs)
+    if not msgs:  # a tick
+        fencing = fencing_offsets(consumer)
+        if fencing is None:
+            _aborted(processor)
+            return TransactionResult(Outcome.FAILED, "committed offsets unknown")
+        offsets = fencing
+    else:
+        offsets = commit_positions(consumer, msgs) if to_position else next_offsets(msgs)
     try:
         result = run_transaction(producer, consumer, outputs, offsets)
     except BaseException:

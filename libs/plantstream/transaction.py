@@ -83,6 +83,23 @@ def markers_passed(consumer: Consumer) -> dict[tuple[str, int], int]:
             if pos.error is None and pos.offset >= 0 and pos.offset > max(done.offset, 0)}
 
 
+def fencing_offsets(consumer: Consumer) -> list[TopicPartition] | None:
+    """The group's committed offsets of the partitions this copy owns, for a transaction that
+    consumed nothing (a timer's outputs and state changes). Sent with it, they change nothing
+    for the group, but they carry the group generation: a zombie whose partitions moved on
+    (frozen past its session, not told yet) has its timer transaction refused (KIP-447) like
+    any batch, instead of writing alerts and state for partitions another copy now owns.
+    None when they cannot be known now: the timer's work waits for its next turn."""
+    try:
+        owned = consumer.assignment()
+        committed = consumer.committed(owned, timeout=5) if owned else []
+    except KafkaException as exc:
+        log.warning("committed offsets unknown; the timer's transaction waits for its next turn",
+                    extra={"error": exc.args[0].str()})
+        return None
+    return [tp for tp in committed if tp.error is None and tp.offset >= 0]
+
+
 STABLE_WAIT_S = 120.0  # a previous owner's open transaction ends within transaction.timeout.ms + ~10 s
 
 
