@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -301,14 +301,29 @@ def next_offsets(msgs: Iterable[Message]) -> list[TopicPartition]:
     return [TopicPartition(t, p, o + 1) for (t, p), o in top.items()]
 
 
+_made: dict[str, int] = {}
+_made_lock = threading.Lock()
+
+
 def transactional_id(settings: Settings, service: str) -> str:
-    """Unique per process: KIP-447 fencing comes from the consumer group metadata, so the id
-    need not be stable; a SIGKILLed process's open transaction is aborted by the broker
-    after ``transaction.timeout.ms``. (Stable ids per copy, which would let a restarted copy
-    abort its predecessor's transaction at once, made every producer fail fatally with
-    INVALID_TXN_STATE at its first commit after a broker restart, 2 of 2 runs of the
-    broker-restart test; per-process ids pass it. Not understood yet: see the notes.)"""
-    return f"{settings.topic_prefix}{service}-{settings.instance}-{uuid.uuid4().hex[:8]}"
+    """Stable per service copy: ``<prefix><service>-<instance>`` for the first producer a
+    process makes (the supervisor names each copy's instance ``<service>-<copy>``; k8s, the
+    pod). So a restarted copy fences its predecessor: its ``init_transactions`` aborts the
+    killed copy's open transaction at once, where the broker would wait for
+    ``transaction.timeout.ms``, and meanwhile that transaction held back the last stable
+    offset downstream and the next owner's stable offsets. Correctness does not rest on it:
+    KIP-447 fencing comes from the group generation sent with the offsets.
+
+    A producer made later in the same process (replacing a failed or wedged one) gets a new
+    suffix (``.1``, ``.2``): the one it replaces may still be alive inside librdkafka (a call
+    wedged in a helper thread, an epoch bump being retried), and with the same id the two
+    fence each other. That is what made every producer fail with INVALID_TXN_STATE after a
+    broker restart when replacements reused the copy's id."""
+    base = f"{settings.topic_prefix}{service}-{settings.instance}"
+    with _made_lock:
+        n = _made.get(base, 0)
+        _made[base] = n + 1
+    return base if n == 0 else f"{base}.{n}"
 
 
 # answers of a broker whose partition has no leader yet (just created, or the broker just
