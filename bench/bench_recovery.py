@@ -90,10 +90,21 @@ def recover_one(stack: Stack, service: str, before_s: float, limit_s: float) -> 
 
 
 def run(args: argparse.Namespace, broker: LocalBroker, home: Path, deadline: Deadline) -> dict[str, Any]:
+    """The trials; the services are stopped however they end (a service that died, a driver
+    that failed, Ctrl-C), not left running against a broker that is going away."""
     stack = Stack(home, broker.bootstrap, prefix=args.prefix)
     factory = build_factory(args.machines, 11, 1.0, 1.0, 0)
     stack.prepare(factory.assets())
     stack.start()
+    try:
+        return trials_then_drain(args, broker, stack, deadline)
+    finally:
+        stack.stop()
+
+
+def trials_then_drain(args: argparse.Namespace, broker: LocalBroker, stack: Stack,
+                      deadline: Deadline) -> dict[str, Any]:
+    home = stack.settings.home
     ready_s = stack.wait_ready()
     duration = args.before_seconds * 2 + len(args.services) * (args.before_seconds + args.limit_seconds)
     out = home / "driver.json"
@@ -121,10 +132,7 @@ def run(args: argparse.Namespace, broker: LocalBroker, home: Path, deadline: Dea
                 raise BenchError(f"service(s) died: {', '.join(dead)}\n{stack.log_tail(dead[0])}")
     finally:
         terminate(driver)
-    try:
-        at_end = drained_at_log_end(stack, broker, deadline)
-    finally:
-        stack.stop()
+    at_end = drained_at_log_end(stack, broker, deadline)
     return {"benchmark": "recovery after SIGKILL, under load", **machine_facts(),
             "params": {k: v for k, v in vars(args).items() if k != "out"},
             "session_timeout_s": stack.settings.group_session_seconds, "trials": trials,

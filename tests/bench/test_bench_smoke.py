@@ -16,8 +16,12 @@ sys.path.insert(0, str(BENCH))
 import bench_alerts  # noqa: E402
 import bench_kafka  # noqa: E402
 import bench_pipeline  # noqa: E402
+import bench_recovery  # noqa: E402
 from common import BenchError, percentiles  # noqa: E402
 from pipeline_analysis import LagSample, judge_step, latency_figures  # noqa: E402
+from pipeline_stack import Stack  # noqa: E402
+
+from plantstream import supervisor  # noqa: E402
 
 SERVICES = ("ingest", "anomaly")
 
@@ -181,3 +185,22 @@ def test_an_alert_on_a_skewed_gateway_is_judged_on_the_true_clock() -> None:
     heat = FaultWindow("demo", "plant-1", "pump-01", "overheating", ("motor_temp",), t0 + 3600 * S,
                        t0 + 7200 * S)
     assert _window_of(seen_on_gateway_clock, [heat]) is None  # 14 min early on a true clock: false
+
+
+def test_the_recovery_bench_stops_the_services_when_a_trial_fails(broker, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service that dies mid-run ends the recovery bench with an error, and the platform it
+    started is stopped too (it was left running against a broker being stopped)."""
+    started: list[Stack] = []
+
+    def a_service_died(_args: object, _broker: object, stack: Stack, _deadline: object) -> None:
+        started.append(stack)
+        assert any(p.alive for p in supervisor.status(stack.settings)), "the services never started"
+        raise BenchError("service(s) died: anomaly")
+
+    monkeypatch.setattr(bench_recovery, "trials_then_drain", a_service_died)
+    args = bench_recovery.parse_args(["--machines", "4", "--prefix", "recovery-teardown."])
+    with pytest.raises(BenchError, match="died"):
+        bench_recovery.run(args, broker, tmp_path, bench_recovery.Deadline(60))
+    [stack] = started
+    assert [p.service for p in supervisor.status(stack.settings) if p.alive] == []
