@@ -56,7 +56,10 @@ log = logging.getLogger(__name__)
 _LEARN_POLICIES = ("never", "normal", "always")
 # Templates (always cloned, never mutated). Chosen on SKAB, see anomaly.skab and the README.
 DEFAULT_UNIVARIATE = EWZScore(rel_tol=0.005, combine="max")
-DEFAULT_MULTIVARIATE = Mahalanobis(n_components=3, rel_tol=0.005)
+# refresh_every=8: its eigendecomposition every 8th learned row, not every row. Measured with
+# `plantstream bench anomaly`: the same SKAB and simulator figures (F1 0.742 vs 0.741 on all 30
+# files; 11/12 faults, 4.1 false alarms per machine-day, either way) at 142k readings/s, not 107k.
+DEFAULT_MULTIVARIATE = Mahalanobis(n_components=3, rel_tol=0.005, refresh_every=8)
 DEFAULT_THRESHOLD = AdaptiveThreshold(q=0.99, factor=2.5, k_on=5, n_on=5, m_off=5)
 
 

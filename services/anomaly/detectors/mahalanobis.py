@@ -36,7 +36,8 @@ class Mahalanobis(Detector):
     refresh_every
         Recompute the inverse / eigen-decomposition at most once per this many learned
         readings (1 = after every one). A model that keeps learning online barely moves per
-        reading, and the refresh is the costly part (an ``eigh`` per reading).
+        reading, and the refresh is the costly part (an ``eigh`` per reading). The model in
+        use is part of a snapshot, so a restored detector scores exactly as one never stopped.
 
     >>> import random
     >>> rng = random.Random(0)
