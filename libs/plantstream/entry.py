@@ -33,7 +33,7 @@ class ProcessorService:
 
     ``batched`` services (anomaly, maintenance) gather up to ``batch_size`` messages for up
     to ``PLANTSTREAM_BATCH_WAIT_SECONDS``, because each transaction also writes the state of
-    every machine the batch touched; the others take what one poll brings."""
+    every machine the batch touched; the others for ``PLANTSTREAM_LINGER_SECONDS``."""
 
     name: str
     sources: list[TopicSpec]
@@ -53,7 +53,7 @@ class ProcessorService:
             topics = [spec.subscription(settings) for spec in self.sources]
             run_processor(processor, settings, topics, self.name,
                           batch_size=self.batch_size,
-                          max_wait=settings.batch_wait_seconds if self.batched else 0.0,
+                          max_wait=settings.batch_wait_seconds if self.batched else settings.linger_seconds,
                           stop=stop, metrics=metrics, idle_exit_after=idle_exit_after,
                           until_read_to_end=until_read_to_end)
         finally:

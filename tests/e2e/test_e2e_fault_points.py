@@ -4,10 +4,11 @@ committed. Ingest, validation and anomaly have a second copy that takes their pa
 meanwhile; maintenance has none (its partitions wait). The frozen copies come back as
 zombies in the middle of their transaction. A zombie that had not sent its offsets is fenced
 (KIP-447: the group generation sent with them is stale) and aborts; one that had sent them
-may still commit, and the new owner must wait for that (stable offsets) before restoring its
-state, or it resumes from the zombie's offsets with the state from before them. Afterwards the same checks as the crash tests: every reading archived exactly once,
-rollups equal raw counts, anomalies and alerts as the no-fault reference, every group at the
-log end."""
+may still commit, and the new owner must wait for that (stable offsets) before restoring
+its state, or it resumes from the zombie's offsets with the state from before them.
+Afterwards the same checks as the crash tests: every reading archived exactly once, rollups
+equal raw counts, anomalies and alerts as the no-fault reference, every group at the log
+end."""
 
 from __future__ import annotations
 
