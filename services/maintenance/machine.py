@@ -49,6 +49,19 @@ COLD_SDS = 2.0  # a temperature this many normal sd below its normal mean is sti
 COLD_SETTLE_US = 300_000_000  # settling lasts this long after the last still-cold reading
 
 
+@dataclass(frozen=True, slots=True)
+class SensorReadings:
+    """One reading batch as the rules read it: columns, not a dict per reading (the processor
+    builds it from the platform's one reading_batch decoder, :mod:`plantstream.readingbatch`)."""
+
+    gateway: str
+    ingest_time: int
+    sent_at: int | None
+    sensors: list[str]
+    ts: list[int]
+    values: list[float]
+
+
 @dataclass(frozen=True)
 class RuleSet:
     """Prototype rules, cloned for every sensor the first time it is seen."""
@@ -86,23 +99,23 @@ class MachineState:
     def ids(self) -> tuple[str, str, str]:
         return self.book.tenant, self.book.site, self.book.machine
 
-    def on_readings(self, batch: dict[str, Any], specs: Specs, rules: RuleSet,
+    def on_readings(self, batch: SensorReadings, specs: Specs, rules: RuleSet,
                     now: int, policy: Policy) -> list[Emission]:
         findings: list[Finding] = []
-        gateway = batch.get("gateway") or ""
+        gateway = batch.gateway or ""
         learn = not self.book.active("condition")
         gw_rules = self.gateway_rules.get(gateway)
         if gw_rules is None:
             gw_rules = self.gateway_rules[gateway] = [p.clone() for p in rules.reading_rules
                                                       if p.scope == "gateway"]
         gw_sensors = self.gateway_sensors.setdefault(gateway, [])
-        for r in batch["readings"]:
-            if not math.isfinite(r["value"]):
+        ingest_time, sent_at = batch.ingest_time, batch.sent_at
+        for sensor, ts, value in zip(batch.sensors, batch.ts, batch.values, strict=True):
+            if not math.isfinite(value):
                 continue  # validation dead-letters these; never let one poison a rule window
-            sensor = r["sensor"]
             spec = specs.get(sensor)
-            reading = Reading(sensor, r["ts"], r["value"], batch["ingest_time"], spec, arrived=now,
-                              sent_at=batch.get("sent_at"), gateway=gateway)
+            reading = Reading(sensor, ts, value, ingest_time, spec, arrived=now, sent_at=sent_at,
+                              gateway=gateway)
             sensor_rules = self.reading_rules.get(sensor)
             if sensor_rules is None:
                 sensor_rules = self.reading_rules[sensor] = [p.clone() for p in rules.reading_rules
@@ -117,18 +130,18 @@ class MachineState:
                 found = rule.update(reading)
                 findings.extend(replace(f, sensor="*", sensors=tuple(gw_sensors)) for f in found)
             base = self.baselines.get(sensor) or self.baselines.setdefault(sensor, Baseline())
-            slow = self._slow(sensor, r["value"], base)
+            slow = self._slow(sensor, value, base)
             if slow is not None:
                 self.slow_readings = self.slow_readings + 1 if slow else 0
                 if self.slow_readings >= STOPPED_READINGS:
-                    self.stopped_until = max(self.stopped_until, r["ts"] + SETTLE_US)
-                    self.settle_cap = r["ts"] + MAX_SETTLE_US
-            elif (r["ts"] <= max(self.stopped_until, self.warming.get(sensor, 0))
-                  and r["ts"] < self.settle_cap and self._cold(sensor, r["value"], base)):
-                self.warming[sensor] = min(r["ts"] + COLD_SETTLE_US, self.settle_cap)
-            settled = r["ts"] > self.stopped_until and r["ts"] > self.warming.get(sensor, 0)
+                    self.stopped_until = max(self.stopped_until, ts + SETTLE_US)
+                    self.settle_cap = ts + MAX_SETTLE_US
+            elif (ts <= max(self.stopped_until, self.warming.get(sensor, 0))
+                  and ts < self.settle_cap and self._cold(sensor, value, base)):
+                self.warming[sensor] = min(ts + COLD_SETTLE_US, self.settle_cap)
+            settled = ts > self.stopped_until and ts > self.warming.get(sensor, 0)
             if learn and not self.slow_readings and settled:  # not while stopping or settling
-                base.learn(r["value"])
+                base.learn(value)
         return self._apply(findings, now, policy)
 
     def on_anomaly(self, event: dict[str, Any], rules: RuleSet, now: int, policy: Policy) -> list[Emission]:

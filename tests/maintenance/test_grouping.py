@@ -19,7 +19,7 @@ from replay_support import message, run
 from anomaly.processor import AnomalyProcessor
 from anomaly.simfeed import tag_maps, to_reading_batch
 from maintenance.lifecycle import AlertBook, Policy
-from maintenance.machine import MAX_SETTLE_US, MachineState, RuleSet, state_codec
+from maintenance.machine import MAX_SETTLE_US, MachineState, RuleSet, SensorReadings, state_codec
 from maintenance.processor import MaintenanceProcessor
 from maintenance.rules import ClockSkew, Finding, LimitRule, NoData, PersistentAnomaly
 from maintenance.service import policy_from, rules_from
@@ -39,10 +39,10 @@ SPECS = {"vibration": {"unit": "mm/s", "warning_high": 4.5, "critical_high": 7.1
 SCORE_WORDS = re.compile(r"score|threshold|anomalies within|e[+-]\d", re.IGNORECASE)
 
 
-def batch(t_s: float, values: dict[str, float], gateway: str = "gw-1", skew_s: float = 0.0) -> dict[str, Any]:
+def batch(t_s: float, values: dict[str, float], gateway: str = "gw-1", skew_s: float = 0.0) -> SensorReadings:
     ts = int(t_s * S)
-    return {"gateway": gateway, "ingest_time": ts, "sent_at": ts - int(skew_s * S),
-            "readings": [{"sensor": k, "ts": ts, "value": v} for k, v in values.items()]}
+    return SensorReadings(gateway, ts, ts - int(skew_s * S), list(values), [ts] * len(values),
+                          list(values.values()))
 
 
 def anomaly(i: int, sensor: str, value: float, model: str = "ewzscore+mahalanobis",
