@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from plantstream.consumerlag import ConsumerLagMeter
 from plantstream.deadletter import DeadLetters, Source
-from plantstream.errors import PlantstreamError
+from plantstream.errors import BrokerUnavailable, PlantstreamError
 from plantstream.kafka import Output, consumer_config, next_offsets
 from plantstream.metrics import ServiceMetrics
 from plantstream.settings import Settings
@@ -353,6 +353,9 @@ def _after_fatal(exc: ProducerFailed, consumer: Consumer, processor: Processor, 
         return producer, []
     committed = stable_offsets(
         consumer, [TopicPartition(t, p) for t, p in sorted({(m.topic(), m.partition()) for m in msgs})])
+    if committed is None:  # whether the batch committed cannot be told: a restart re-reads it safely
+        raise BrokerUnavailable("after a failed producer the group's committed offsets stayed unknown; "
+                                "the service stops so that a restart resumes from them")
     left = [m for m in msgs if m.offset() >= committed.get((m.topic(), m.partition()), -1)]
     log.info("after the failed producer", extra={"committed": len(msgs) - len(left), "carried": len(left)})
     return producer, left

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from plantstream import faultpoint
-from plantstream.errors import BrokerUnavailable, PlantstreamError
+from plantstream.errors import PlantstreamError
 from plantstream.kafka import Output, next_offsets
 from plantstream.txnguard import send_offsets
 
@@ -100,11 +100,13 @@ def fencing_offsets(consumer: Consumer) -> list[TopicPartition] | None:
     return [tp for tp in committed if tp.error is None and tp.offset >= 0]
 
 
-STABLE_WAIT_S = 120.0  # a previous owner's open transaction ends within transaction.timeout.ms + ~10 s
+# A previous owner's open transaction ends within transaction.timeout.ms (10 s) plus the
+# broker's abort check interval (10 s).
+STABLE_WAIT_S = 30.0
 
 
 def stable_offsets(consumer: Consumer, parts: Sequence[TopicPartition],
-                   timeout: float = STABLE_WAIT_S) -> dict[tuple[str, int], int]:
+                   timeout: float = STABLE_WAIT_S) -> dict[tuple[str, int], int] | None:
     """The group's committed offsets of ``parts`` once no transaction holds them open.
 
     A ``read_committed`` consumer asks for *stable* offsets (KIP-447): while a previous owner's
@@ -114,7 +116,13 @@ def stable_offsets(consumer: Consumer, parts: Sequence[TopicPartition],
     aborted, so its changelog records are final too: state must be restored *after* this,
     never before (the frozen-copy fault trial: a new owner that restored first missed the
     zombie's last changelog records, which were still in its client when it froze, then
-    resumed from the zombie's committed offsets with the older state)."""
+    resumed from the zombie's committed offsets with the older state).
+
+    None when they are still not known after ``timeout``: seen once right after a broker
+    restart (validation's ``committed()`` timed out for 120 s in its assignment callback,
+    with no transaction of its group open at the coordinator; not understood yet). The
+    caller decides: an assignment goes on without them, as it did before this wait existed,
+    since ending the process there stopped the service."""
     if not parts:
         return {}
     query = [TopicPartition(tp.topic, tp.partition) for tp in parts]
@@ -124,9 +132,9 @@ def stable_offsets(consumer: Consumer, parts: Sequence[TopicPartition],
             return {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(query, timeout=5)}
         except KafkaException as exc:  # _TIMED_OUT while unstable; the coordinator may be moving
             if time.monotonic() > deadline:
-                raise BrokerUnavailable(f"the group's committed offsets of {len(query)} partitions were not "
-                                        f"stable within {timeout:.0f}s ({exc.args[0].str()}); is the "
-                                        "broker healthy?") from exc
+                log.error("committed offsets still not stable; going on without waiting for them",
+                          extra={"error": exc.args[0].str(), "partitions": len(query), "waited_s": timeout})
+                return None
             log.warning("committed offsets not stable yet (a previous owner's transaction is open); waiting",
                         extra={"error": exc.args[0].str(), "partitions": len(query)})
             time.sleep(0.5)
