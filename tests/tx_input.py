@@ -1,22 +1,25 @@
 """Test input written the way plantstream processors write it: in Kafka transactions (each
 leaves a commit marker, an offset never delivered), plus a helper to wait until a consumer
-group has committed past given offsets, and the mixed ``readings.valid`` input (committed,
+group has committed past given offsets, a small stateful processor (:class:`Counting`) for
+the loop's own tests, and the mixed ``readings.valid`` input (committed,
 aborted and garbage records) the services' transactional-input tests share."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from anomaly.synthetic import SyntheticMachine, asset_record, stream
 from plantstream.assets import publish_assets
 from plantstream.avro import AvroCodec
 from plantstream.kafka import Output, consumer_config, producer_config
+from plantstream.runner import Processor
 from plantstream.settings import Settings
-from plantstream.topics import READINGS_REJECTED, READINGS_VALID
+from plantstream.store import PartitionStore
+from plantstream.topics import ALERT_COMMANDS, READINGS_REJECTED, READINGS_VALID, VALIDATION_STATE
 
 from kafka_io import read_all
 
@@ -107,3 +110,26 @@ def dead_letter_originals(settings: Settings, codec: AvroCodec) -> list[bytes]:
     """The original bytes of every dead letter on ``readings.rejected``."""
     dead = read_all(settings, READINGS_REJECTED.physical(settings))
     return [codec.decode(m.value(), "dead_letter")["original"] for m in dead]
+
+
+class Counting(Processor):
+    """Copies every message and counts messages per key in a store; ``boom`` raises."""
+
+    name = "counting"
+
+    def __init__(self, settings: Settings) -> None:
+        self.out = ALERT_COMMANDS.physical(settings)
+        self.counts: PartitionStore[int] = PartitionStore(
+            settings, VALIDATION_STATE, lambda _k, v: str(v).encode(), lambda _k, b: int(b))
+        self.stores = (self.counts,)
+        self.seen: list[int] = []  # offsets handed to process(), in order, repeats included
+
+    def process(self, messages: Sequence[Message]) -> list[Output]:
+        outs = []
+        for m in messages:
+            self.seen.append(m.offset())
+            self.counts.put(m.partition(), m.key(), (self.counts.get(m.partition(), m.key()) or 0) + 1)
+            if m.value() == b"boom":
+                raise ValueError("boom")
+            outs.append(Output(self.out, m.key(), m.value(), partition=0))
+        return outs

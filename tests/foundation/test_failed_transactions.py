@@ -11,16 +11,15 @@ is wrapped), because a broker outage at an exact moment cannot be scheduled."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 
 import pytest
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
+from tx_input import Counting
 
 from plantstream import runner
 from plantstream.kafka import Output, consumer_config
-from plantstream.runner import Processor, StopFlag, run_processor
+from plantstream.runner import StopFlag, run_processor
 from plantstream.settings import Settings
-from plantstream.store import PartitionStore
 from plantstream.topics import ALERT_COMMANDS, GATEWAY_READINGS, VALIDATION_STATE
 from plantstream.transaction import Outcome, ProducerFailed, TransactionResult
 from plantstream.txnguard import ProducerWedged
@@ -28,29 +27,6 @@ from plantstream.txnguard import ProducerWedged
 from kafka_io import produce_all, read_all
 
 pytestmark = pytest.mark.integration
-
-
-class Counting(Processor):
-    """Copies every message and counts messages per key in a store; ``boom`` raises."""
-
-    name = "counting"
-
-    def __init__(self, settings: Settings) -> None:
-        self.out = ALERT_COMMANDS.physical(settings)
-        self.counts: PartitionStore[int] = PartitionStore(
-            settings, VALIDATION_STATE, lambda _k, v: str(v).encode(), lambda _k, b: int(b))
-        self.stores = (self.counts,)
-        self.seen: list[int] = []  # offsets handed to process(), in order, repeats included
-
-    def process(self, messages: Sequence[Message]) -> list[Output]:
-        outs = []
-        for m in messages:
-            self.seen.append(m.offset())
-            self.counts.put(m.partition(), m.key(), (self.counts.get(m.partition(), m.key()) or 0) + 1)
-            if m.value() == b"boom":
-                raise ValueError("boom")
-            outs.append(Output(self.out, m.key(), m.value(), partition=0))
-        return outs
 
 
 def committed_and_end(settings: Settings, topic: str, group: str) -> tuple[int, int]:

@@ -11,38 +11,22 @@ rebalance it slept through (its own consumer object, with the metadata it held w
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer
+from tx_input import Counting
 
 from plantstream.kafka import Output, consumer_config
-from plantstream.runner import Processor, _transaction
+from plantstream.runner import _transaction
 from plantstream.settings import Settings
-from plantstream.store import PartitionStore
-from plantstream.topics import ALERT_COMMANDS, GATEWAY_READINGS, VALIDATION_STATE
+from plantstream.topics import GATEWAY_READINGS
 from plantstream.transaction import Outcome, ProducerFailed
 from plantstream.txnguard import transactional_producer
 
 from kafka_io import produce_all, read_all
 
 pytestmark = pytest.mark.integration
-
-
-class Counting(Processor):
-    """Counts messages per key in a store."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.out = ALERT_COMMANDS.physical(settings)
-        self.counts: PartitionStore[int] = PartitionStore(
-            settings, VALIDATION_STATE, lambda _k, v: str(v).encode(), lambda _k, b: int(b))
-        self.stores = (self.counts,)
-
-    def process(self, messages: Sequence[Message]) -> list[Output]:
-        for m in messages:
-            self.counts.put(m.partition(), m.key(), (self.counts.get(m.partition(), m.key()) or 0) + 1)
-        return []
 
 
 class Frozen:
