@@ -110,7 +110,7 @@ DOCUMENTED: list[tuple[str, str, str]] = [
     ("PLANTSTREAM_ANOMALY_UPDATE_SECONDS", "60", "While an anomaly lasts, re-emit its event every this many seconds of sample time."),
     ("PLANTSTREAM_GROUP_SESSION_SECONDS", "10", "Consumer-group session: a copy that dies (SIGKILL, lost host) keeps its partitions this long before the others take them over (Kafka's minimum: 6)."),
     ("PLANTSTREAM_LINGER_SECONDS", "0.1", "Ingest and validation wait this long after the first message of a batch for more before they process and commit it: fewer, fuller transactions for this much latency."),
-    ("PLANTSTREAM_BATCH_WAIT_SECONDS", "1", "Anomaly and maintenance gather input for up to this long per transaction: each transaction writes the state of every machine its batch touched, so fewer, larger batches cost less."),
+    ("PLANTSTREAM_BATCH_WAIT_SECONDS", "0.5", "Anomaly and maintenance gather input for up to this long per transaction: each transaction writes the state of every machine its batch touched, so fewer, larger batches cost less."),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "(unset)", "Send traces and metrics over OTLP/HTTP here; unset: spans go to `$PLANTSTREAM_HOME/traces/*.jsonl`."),
 ]
 
@@ -159,7 +159,7 @@ class Settings:
     anomaly_warmup: int = 400
     anomaly_learn: str = "normal"
     anomaly_update_seconds: float = 60.0
-    batch_wait_seconds: float = 1.0
+    batch_wait_seconds: float = 0.5
     linger_seconds: float = 0.1
     group_session_seconds: float = 10.0
     kafka_security_protocol: str = "SASL_PLAINTEXT"
@@ -216,7 +216,7 @@ class Settings:
             anomaly_warmup=_int("PLANTSTREAM_ANOMALY_WARMUP", 400),
             anomaly_learn=_str("PLANTSTREAM_ANOMALY_LEARN", "normal"),
             anomaly_update_seconds=_float("PLANTSTREAM_ANOMALY_UPDATE_SECONDS", 60.0),
-            batch_wait_seconds=_float("PLANTSTREAM_BATCH_WAIT_SECONDS", 1.0),
+            batch_wait_seconds=_float("PLANTSTREAM_BATCH_WAIT_SECONDS", 0.5),
             linger_seconds=_float("PLANTSTREAM_LINGER_SECONDS", 0.1),
             group_session_seconds=_float("PLANTSTREAM_GROUP_SESSION_SECONDS", 10.0),
             **_kafka_security(home),
