@@ -54,6 +54,9 @@ class SensorReadings:
     """One reading batch as the rules read it: columns, not a dict per reading (the processor
     builds it from the platform's one reading_batch decoder, :mod:`plantstream.readingbatch`)."""
 
+    tenant: str
+    site: str
+    machine: str
     gateway: str
     ingest_time: int
     sent_at: int | None

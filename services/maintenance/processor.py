@@ -111,15 +111,15 @@ class MaintenanceProcessor(Processor):
         src = Source.of(msg)
         sender = TENANT_ALERT_COMMANDS.tenant_of(self.settings, topic)  # None: not a tenant's commands
         try:
-            record = (self._readings(msg.value() or b"") if kind == "reading_batch"
-                      else self.codec.decode(msg.value() or b"", kind))
+            if kind == "reading_batch":
+                readings = self._readings(msg.value() or b"")
+                record = {"tenant": readings.tenant, "site": readings.site, "machine": readings.machine}
+            else:
+                record = self.codec.decode(msg.value() or b"", kind)
         except DecodeError as exc:
             outs.append(self.dead.make(src, exc.reason, f"maintenance cannot read this {kind}: {exc.detail}",
                                        tenant=sender))
             return
-        if isinstance(record, tuple):
-            ids, readings = record
-            record = {"tenant": ids[0], "site": ids[1], "machine": ids[2]}
         if sender is not None and record["tenant"] != sender:
             # never touches the named tenant's state; filed under the tenant that sent it
             log.warning("alert command refused", extra={"reason": "tenant_mismatch", "topic": topic})
@@ -149,10 +149,10 @@ class MaintenanceProcessor(Processor):
         self.machines.put(partition, key, state)
         outs.extend(self._publish(key, emissions))
 
-    def _readings(self, value: bytes) -> tuple[tuple[str, str, str], SensorReadings]:
-        """A reading batch's machine and columns, by the platform's reading_batch decoder
-        (fastavro's dict per reading was a fifth of maintenance's time); sensor ids strictly
-        UTF-8, as fastavro read them."""
+    def _readings(self, value: bytes) -> SensorReadings:
+        """A reading batch's columns, by the platform's reading_batch decoder (fastavro's dict
+        per reading was a fifth of maintenance's time); sensor ids strictly UTF-8, as fastavro
+        read them."""
         batch = decode_readings(value, self.codec)
         names = self._sensor_names
         try:
@@ -161,9 +161,8 @@ class MaintenanceProcessor(Processor):
             raise DecodeError("malformed_avro", f"a sensor id is not UTF-8: {exc}") from None
         if len(names) < 100_000:
             names.update(zip(batch.sensors, sensors, strict=True))
-        return ((batch.tenant, batch.site, batch.machine),
-                SensorReadings(batch.gateway, batch.ingest_time, batch.sent_at, sensors, batch.ts.tolist(),
-                               batch.values.tolist()))
+        return SensorReadings(batch.tenant, batch.site, batch.machine, batch.gateway, batch.ingest_time,
+                              batch.sent_at, sensors, batch.ts.tolist(), batch.values.tolist())
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
         now = now_us()

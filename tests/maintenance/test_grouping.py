@@ -41,7 +41,7 @@ SCORE_WORDS = re.compile(r"score|threshold|anomalies within|e[+-]\d", re.IGNOREC
 
 def batch(t_s: float, values: dict[str, float], gateway: str = "gw-1", skew_s: float = 0.0) -> SensorReadings:
     ts = int(t_s * S)
-    return SensorReadings(gateway, ts, ts - int(skew_s * S), list(values), [ts] * len(values),
+    return SensorReadings("t", "s", "m", gateway, ts, ts - int(skew_s * S), list(values), [ts] * len(values),
                           list(values.values()))
 
 

@@ -146,7 +146,7 @@ def test_the_book_never_escalates_or_reminds_the_notifier_does() -> None:
 
 def test_machine_state_round_trips_through_the_safe_state_codec() -> None:
     state = MachineState("t", "s", "m", partition=2)
-    batch = SensorReadings("", 0, None, ["temp", "temp"], [0, 1], [120.0, float("nan")])
+    batch = SensorReadings("t", "s", "m", "", 0, None, ["temp", "temp"], [0, 1], [120.0, float("nan")])
     specs = {"temp": {"unit": "degC", "critical_high": 95.0}}
     out = state.on_readings(batch, specs, RuleSet(), 0, POLICY)
     assert [(e.record["rule"], e.record["severity"]) for e in out] == [("limit", "critical")]
@@ -155,6 +155,6 @@ def test_machine_state_round_trips_through_the_safe_state_codec() -> None:
     restored = state_codec().decode(raw)
     assert isinstance(restored, MachineState) and restored.partition == 2
     assert restored.book.alerts[("condition", "*")].occurrences == 1  # the NaN reading was skipped
-    more = SensorReadings("", 60_000_000, None, ["temp"], [60_000_000], [121.0])
+    more = SensorReadings("t", "s", "m", "", 60_000_000, None, ["temp"], [60_000_000], [121.0])
     assert [e.record for e in restored.on_readings(more, specs, RuleSet(), 70_000_000, POLICY)] == \
         [e.record for e in state.on_readings(more, specs, RuleSet(), 70_000_000, POLICY)]
